@@ -1,0 +1,112 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as FastCheck from "effect/FastCheck"
+import * as Schema from "effect/Schema"
+import { Protocol } from "../src/index.js"
+
+const decodeClient = Schema.decodeUnknownSync(Schema.parseJson(Protocol.ClientMessage))
+
+describe("Protocol", () => {
+  it.prop("every client message survives encode and decode", [Protocol.ClientMessage], ([message]) => {
+    const wire = Protocol.encodeClientMessage(message)
+    expect(decodeClient(wire)).toStrictEqual(message)
+    const json = JSON.parse(wire)
+    expect(json.v).toBe(2)
+    expect(typeof json.mid).toBe("string")
+  })
+
+  it.prop(
+    "the data plane's chat encoder produces exactly what the Schema encodes",
+    [FastCheck.uint8Array({ maxLength: 2048 })],
+    ([bytes]) => {
+      const ids = Protocol.makeMessageIds()
+      const mid = ids.next()
+      const audio = Buffer.from(bytes).toString("base64")
+      const fast = Protocol.encodeChat(mid, audio)
+      const viaSchema = Protocol.encodeClientMessage({ v: 2, type: "chat", mid, pld: { audio } })
+      expect(JSON.parse(fast)).toStrictEqual(JSON.parse(viaSchema))
+      expect(decodeClient(fast)).toStrictEqual({ v: 2, type: "chat", mid, pld: { audio } })
+    }
+  )
+
+  it.prop("every known server message decodes to itself", [Protocol.KnownServerMessage], ([message]) => {
+    const wire = JSON.stringify(message)
+    // compared with the JSON form: an optional field the arbitrary set to undefined does not travel
+    expect(Protocol.decodeServerMessage(wire)).toStrictEqual(JSON.parse(wire))
+  })
+
+  it("set-params carries the reference SDK's fields, mode 3 and the uid as a string", () => {
+    const message = Protocol.setParams("m-1", {
+      agora: { appId: "app", channel: "room 1", token: "tok", uid: 12345 },
+      voiceId: "v1",
+      backgroundUrl: "https://example.invalid/bg.png"
+    })
+    expect(JSON.parse(Protocol.encodeClientMessage(message))).toStrictEqual({
+      v: 2,
+      type: "command",
+      mid: "m-1",
+      pld: {
+        cmd: "set-params",
+        data: { vid: "v1", lang: "en", mode: 3, bgurl: "https://example.invalid/bg.png" },
+        metadata: { agora_data: { appid: "app", channel_id: "room 1", token: "tok", uid: "12345" } }
+      }
+    })
+    expect(Protocol.leaveChannel("m-2")).toStrictEqual({
+      v: 2,
+      type: "event",
+      mid: "m-2",
+      pld: { event: "leave_channel", reason: "client_disconnect" }
+    })
+  })
+
+  it("message ids never repeat, even when many leave in the same millisecond", () => {
+    const ids = Protocol.makeMessageIds()
+    const seen = new Set<string>()
+    for (let i = 0; i < 100_000; i++) seen.add(ids.next())
+    expect(seen.size).toBe(100_000)
+    // two generators (two connections of one session) do not collide either
+    const other = Protocol.makeMessageIds()
+    for (let i = 0; i < 1000; i++) expect(seen.has(other.next())).toBe(false)
+  })
+
+  it("unknown fields and unknown types are kept, broken input becomes an invalid message", () => {
+    const system = Protocol.decodeServerMessage(
+      JSON.stringify({
+        v: 2,
+        type: "system",
+        mid: "s1",
+        pld: { status: "agora_connected", channel_id: "c", extra: 1 },
+        x: true
+      })
+    )
+    expect(system).toMatchObject({
+      type: "system",
+      pld: { status: "agora_connected", channel_id: "c", extra: 1 },
+      x: true
+    })
+
+    const unknown = Protocol.decodeServerMessage(JSON.stringify({ v: 2, type: "subtitle", pld: { text: "hi" } }))
+    expect(unknown).toStrictEqual({
+      type: "unknown",
+      messageType: "subtitle",
+      raw: { v: 2, type: "subtitle", pld: { text: "hi" } }
+    })
+
+    expect(Protocol.decodeServerMessage("{not json")).toMatchObject({ type: "invalid", reason: "not-json" })
+    expect(Protocol.decodeServerMessage("[1,2]")).toMatchObject({ type: "invalid", reason: "not-an-object" })
+    expect(Protocol.decodeServerMessage(JSON.stringify({ pld: {} }))).toMatchObject({
+      type: "invalid",
+      reason: "wrong-shape"
+    })
+    expect(Protocol.decodeServerMessage(JSON.stringify({ type: "ack", pld: { status: 1 } }))).toMatchObject({
+      type: "invalid",
+      reason: "wrong-shape"
+    })
+    expect(Protocol.decodeServerMessage(new Uint8Array(5))).toMatchObject({
+      type: "invalid",
+      reason: "binary",
+      size: 5
+    })
+    const huge = Protocol.decodeServerMessage(`"${"x".repeat(100_000)}`)
+    expect(huge.type === "invalid" && huge.excerpt.length).toBeLessThanOrEqual(201)
+  })
+})
