@@ -1,0 +1,660 @@
+import * as Http from "node:http"
+import * as Headers from "@effect/platform/Headers"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Socket from "@effect/platform/Socket"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import type * as AvatarSimulator from "../AvatarSimulator.js"
+import * as Protocol from "../Protocol.js"
+
+/** @internal */
+export const DEFAULT_AVATAR_ID = "dvp_Tristan_cloth2_1080P"
+
+/** @internal */
+export const DISCOVERY_PATH = "/streamingAvatar/service_status"
+
+/** @internal */
+export const WEBSOCKET_PATH = "/streamingAvatar/ws/v1"
+
+const BYTES_PER_SECOND = 32_000
+
+// ---------------------------------------------------------------------------
+// state: plain mutable records owned by one simulator, so that the per-frame path is a
+// few property writes with no fiber, no Effect and no allocation beyond the frame itself
+// ---------------------------------------------------------------------------
+
+interface Instance {
+  readonly index: number
+  readonly avatarId: string
+  readonly status: string
+  readonly healthy: boolean
+  port: number
+  faults: AvatarSimulator.Faults
+  tooSoonLeft: number
+  /** The connection that holds the instance, if any: only one is allowed. */
+  holder: Connection | undefined
+}
+
+interface Connection {
+  readonly id: number
+  readonly instance: number
+  readonly sessionId: string
+  readonly avatarId: string
+  readonly frames: Array<AvatarSimulator.ChatFrame>
+  frameCount: number
+  audioBytes: number
+  readonly mids: Array<string>
+  readonly commands: Array<AvatarSimulator.CommandRecord>
+  pings: number
+  invalid: number
+  readonly refusedWith: number | undefined
+  open: boolean
+  /** The connection's fiber has ended. */
+  done: boolean
+  closeCode: number | undefined
+  /** The code the simulator closed with: it wins over the code the peer echoes. */
+  sentClose: number | undefined
+  /** The code of the socket's close event, once the raw socket has been seen (first message). */
+  peerCloseCode: number | undefined
+  watching: boolean
+  errorSent: boolean
+  readonly closeRequest: Deferred.Deferred<readonly [code: number, reason: string]>
+  readonly closed: Deferred.Deferred<void>
+}
+
+interface State {
+  connectionCounter: number
+  midCounter: number
+  readonly connections: Array<Connection>
+  readonly audio: Map<string, Array<Uint8Array>>
+  readonly discoveryRequests: Array<AvatarSimulator.DiscoveryRequest>
+  discovery: AvatarSimulator.DiscoveryBehaviour
+}
+
+const snapshot = (c: Connection): AvatarSimulator.SessionRecord => ({
+  id: c.id,
+  instance: c.instance,
+  sessionId: c.sessionId,
+  avatarId: c.avatarId,
+  frames: c.frames.slice(),
+  frameCount: c.frameCount,
+  audioBytes: c.audioBytes,
+  mids: c.mids.slice(),
+  commands: c.commands.slice(),
+  pings: c.pings,
+  invalid: c.invalid,
+  refusedWith: c.refusedWith,
+  open: c.open,
+  closeCode: c.closeCode
+})
+
+// ---------------------------------------------------------------------------
+// decoding
+// ---------------------------------------------------------------------------
+
+const decodeClientMessage = Schema.decodeUnknownEither(Protocol.ClientMessage)
+
+interface ChatJson {
+  readonly v: unknown
+  readonly mid: unknown
+  readonly pld: unknown
+}
+
+/**
+ * The same judgement as `Protocol.Chat` (v 2, a string mid, a payload object with a string
+ * `audio`, extra keys ignored), without the Schema machinery: chat is the one message that
+ * arrives 25 to 50 times a second per session. The test suite holds the two equal.
+ */
+const validChatAudio = (json: ChatJson): string | undefined => {
+  if (json.v !== Protocol.VERSION || typeof json.mid !== "string") return undefined
+  const pld = json.pld
+  if (typeof pld !== "object" || pld === null) return undefined
+  const audio = (pld as { readonly audio?: unknown }).audio
+  return typeof audio === "string" ? audio : undefined
+}
+
+// ---------------------------------------------------------------------------
+// make
+// ---------------------------------------------------------------------------
+
+/** The codes `ws` lets a peer send in a close frame (RFC 6455 section 7.4). */
+const isCloseCode = (code: number) =>
+  Number.isInteger(code) &&
+  ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999))
+
+const isUnspecified = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
+
+const toInstances = (options: AvatarSimulator.Options): Array<Instance> => {
+  const list: ReadonlyArray<AvatarSimulator.InstanceOptions> =
+    options.instances === undefined
+      ? [{}]
+      : typeof options.instances === "number"
+        ? Array.from({ length: Math.max(0, Math.floor(options.instances)) }, () => ({}))
+        : options.instances
+  return list.map((o, index) => ({
+    index,
+    avatarId: o.avatarId ?? DEFAULT_AVATAR_ID,
+    status: o.status ?? "available",
+    healthy: o.healthy ?? true,
+    port: 0,
+    faults: o.faults ?? {},
+    tooSoonLeft: o.faults?.tooSoon ?? 0,
+    holder: undefined
+  }))
+}
+
+/** @internal */
+export const make = (
+  options: AvatarSimulator.Options,
+  listenError: (message: string) => AvatarSimulator.SimulatorError
+): Effect.Effect<AvatarSimulator.Service, AvatarSimulator.SimulatorError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const host = options.host ?? "127.0.0.1"
+    const advertisedHost = isUnspecified(host) ? "127.0.0.1" : host
+    const shape = options.discoveryShape ?? "code"
+    const recordAudio = options.recordAudio ?? true
+    // Unwrapped once, here, and only ever compared: it is never logged nor recorded.
+    const expectedKey =
+      options.apiKey === undefined
+        ? undefined
+        : Redacted.isRedacted(options.apiKey)
+          ? Redacted.value(options.apiKey)
+          : options.apiKey
+    const keyAccepted = (key: string | undefined): boolean =>
+      typeof key === "string" && key.length > 0 && (expectedKey === undefined || key === expectedKey)
+
+    const instances = toInstances(options)
+    const state: State = {
+      connectionCounter: 0,
+      midCounter: 0,
+      connections: [],
+      audio: new Map(),
+      discoveryRequests: [],
+      discovery: {}
+    }
+    const nextMid = () => `sim-${(++state.midCounter).toString(36)}`
+    const message = (type: string, pld: object) => JSON.stringify({ v: Protocol.VERSION, type, mid: nextMid(), pld })
+
+    // The simulator's spans would only clutter the traces of the client under test, and
+    // its headers carry the key: no tracing, and `api_key` is redacted wherever headers print.
+    const start = <E>(
+      port: number,
+      app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, HttpServerRequest.HttpServerRequest | Scope.Scope>
+    ) =>
+      Effect.gen(function* () {
+        // The server gets a scope of its own, closed after the app's. The platform adds the
+        // finalizer of its WebSocket server, which waits for every socket to close, at the first
+        // upgrade: in one shared scope it would run first and wait for sockets that only the
+        // app's fibers, interrupted later, would close.
+        const serverScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const server = Http.createServer()
+        const httpServer = yield* NodeHttpServer.make(() => server, { port, host }).pipe(
+          Effect.mapError((e) =>
+            listenError(
+              `the simulator could not listen on ${host}:${port}: ${e.cause instanceof Error ? e.cause.message : String(e.cause)}`
+            )
+          ),
+          Scope.extend(serverScope)
+        )
+        // Runs before the server's own finalizer, which waits for every connection to end:
+        // a discovery answer held back by a long `delay` must not hold the scope open.
+        yield* Scope.addFinalizer(
+          serverScope,
+          Effect.sync(() => server.closeAllConnections())
+        )
+        yield* httpServer.serve(app).pipe(
+          HttpMiddleware.withTracerDisabledWhenEffect(() => true),
+          Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, "api_key"])
+        )
+        const address = httpServer.address
+        return address._tag === "TcpAddress" ? address.port : port
+      })
+
+    // -------------------------------------------------------------------------
+    // discovery
+    // -------------------------------------------------------------------------
+
+    const discoveryBody = (): unknown =>
+      shape === "code"
+        ? {
+            code: 1000,
+            msg: "ok",
+            data: {
+              instances: instances.map((i) => ({
+                ip: advertisedHost,
+                port: i.port,
+                avatar_id: i.avatarId,
+                status: i.status,
+                healthy: i.healthy,
+                index: i.index
+              }))
+            }
+          }
+        : {
+            success: true,
+            data: {
+              services: instances.map((i) => ({
+                host: advertisedHost,
+                port: i.port,
+                status: !i.healthy ? "unhealthy" : i.status === "available" ? "active" : i.status
+              }))
+            }
+          }
+
+    const discoveryApp = Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const url = new URL(request.url, "http://simulator")
+      const accepted = keyAccepted(request.headers.api_key)
+      state.discoveryRequests.push({
+        query: Object.fromEntries(url.searchParams),
+        path: url.pathname,
+        keyAccepted: accepted
+      })
+      const behaviour = state.discovery
+      // interruptible: the platform runs an HttpApp uninterruptibly, and a long delay must
+      // not hold the scope open when the simulator closes
+      if (behaviour.delay !== undefined) yield* Effect.interruptible(Effect.sleep(behaviour.delay))
+      if (url.pathname !== DISCOVERY_PATH) {
+        return HttpServerResponse.unsafeJson({ code: 404, msg: `no route ${url.pathname}` }, { status: 404 })
+      }
+      if (request.method !== "GET") {
+        return HttpServerResponse.unsafeJson({ code: 405, msg: "use GET" }, { status: 405 })
+      }
+      if (behaviour.status !== undefined || behaviour.body !== undefined) {
+        const status = behaviour.status ?? 200
+        const body =
+          behaviour.body !== undefined
+            ? behaviour.body
+            : status === 200
+              ? discoveryBody()
+              : { code: status, msg: `simulated HTTP ${status}` }
+        return typeof body === "string"
+          ? HttpServerResponse.text(body, { status, contentType: "application/json" })
+          : HttpServerResponse.unsafeJson(body, { status })
+      }
+      if (!accepted) {
+        return HttpServerResponse.unsafeJson(
+          { code: 4001, msg: "authentication failed: missing or invalid api_key" },
+          { status: 401 }
+        )
+      }
+      return HttpServerResponse.unsafeJson(discoveryBody())
+    })
+
+    // -------------------------------------------------------------------------
+    // instances
+    // -------------------------------------------------------------------------
+
+    const instanceApp = (instance: Instance) =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const url = new URL(request.url, "ws://simulator")
+        if (url.pathname !== WEBSOCKET_PATH) {
+          return HttpServerResponse.text(`no route ${url.pathname}`, { status: 404 })
+        }
+        const faults = instance.faults
+        if (faults.refuseUpgrade !== undefined) {
+          return HttpServerResponse.text(`upgrade refused with ${faults.refuseUpgrade}`, {
+            status: faults.refuseUpgrade
+          })
+        }
+        if (request.headers.upgrade?.toLowerCase() !== "websocket") {
+          return HttpServerResponse.text("this endpoint only speaks WebSocket", { status: 426 })
+        }
+
+        if (
+          request.headers["sec-websocket-key"] === undefined ||
+          !["8", "13"].includes(request.headers["sec-websocket-version"] ?? "")
+        ) {
+          return HttpServerResponse.text("not a WebSocket handshake", { status: 400 })
+        }
+        const socket = yield* request.upgrade
+        const closeRequest = yield* Deferred.make<readonly [number, string]>()
+        const closed = yield* Deferred.make<void>()
+
+        // Nothing yields from the decision to the start of the connection: two connections
+        // that arrive together cannot both take the instance, nor leave it taken if interrupted.
+        // The platform runs an HttpApp uninterruptibly; the connection itself must be
+        // interruptible, or closing the scope would wait for the client to leave.
+        return yield* Effect.uninterruptible(
+          Effect.suspend(() => {
+            let refusal: readonly [number, string] | undefined
+            if (faults.rejectKey === true || !keyAccepted(request.headers.api_key)) {
+              refusal = [4001, "authentication failed"]
+            } else if (faults.occupied === true || instance.holder !== undefined) {
+              refusal = [4003, "instance occupied: only one connection allowed"]
+            } else if (instance.tooSoonLeft > 0) {
+              instance.tooSoonLeft--
+              refusal = [4004, "reconnecting too soon"]
+            }
+            const connection: Connection = {
+              id: ++state.connectionCounter,
+              instance: instance.index,
+              sessionId: url.searchParams.get("session_id") ?? "",
+              avatarId: url.searchParams.get("avatar_id") ?? "",
+              frames: [],
+              frameCount: 0,
+              audioBytes: 0,
+              mids: [],
+              commands: [],
+              pings: 0,
+              invalid: 0,
+              refusedWith: refusal?.[0],
+              open: false,
+              done: false,
+              closeCode: undefined,
+              sentClose: undefined,
+              peerCloseCode: undefined,
+              watching: false,
+              errorSent: false,
+              closeRequest,
+              closed
+            }
+            state.connections.push(connection)
+            if (refusal === undefined) instance.holder = connection
+            return Effect.interruptible(runConnection(instance, connection, refusal, socket)).pipe(
+              Effect.ensuring(finish(instance, connection)),
+              Effect.as(HttpServerResponse.empty())
+            )
+          })
+        )
+      }).pipe(Effect.catchTag("RequestError", () => Effect.succeed(HttpServerResponse.empty({ status: 400 }))))
+
+    const release = (instance: Instance, connection: Connection) => {
+      if (instance.holder === connection) instance.holder = undefined
+    }
+
+    const requestClose = (instance: Instance, connection: Connection, code: number, reason: string) => {
+      // The instance is free once the simulator decided to end the session: a client that
+      // reconnects at once must not race the closing handshake.
+      release(instance, connection)
+      Deferred.unsafeDone(connection.closeRequest, Effect.succeed([code, reason] as const))
+    }
+
+    const runConnection = (
+      instance: Instance,
+      connection: Connection,
+      refusal: readonly [number, string] | undefined,
+      socket: Socket.Socket
+    ) =>
+      Effect.gen(function* () {
+        const write = yield* socket.writer
+        const clock = yield* Effect.clock
+        const send = (text: string) => Effect.ignore(write(text))
+
+        yield* Deferred.await(connection.closeRequest).pipe(
+          Effect.flatMap(([code, reason]) => {
+            connection.sentClose ??= code
+            return Effect.ignore(write(new Socket.CloseEvent(code, reason)))
+          }),
+          Effect.forkScoped
+        )
+
+        const onOpen = Effect.suspend(() => {
+          connection.open = true
+          if (refusal !== undefined) {
+            requestClose(instance, connection, refusal[0], refusal[1])
+            return Effect.void
+          }
+          return instance.faults.noWebsocketConnected === true
+            ? Effect.void
+            : send(message("system", { status: "websocket_connected" }))
+        })
+
+        const handler = makeHandler(instance, connection, clock, send)
+        const result = yield* socket.runRaw(handler, { onOpen }).pipe(Effect.either)
+        if (Either.isLeft(result) && result.left._tag === "SocketError" && result.left.reason === "Close") {
+          connection.peerCloseCode ??= result.left.code
+        }
+      }).pipe(Effect.scoped)
+
+    const finish = (instance: Instance, connection: Connection) =>
+      Effect.suspend(() => {
+        release(instance, connection)
+        connection.open = false
+        connection.done = true
+        // 1000 and 1006 end `runRaw` cleanly, without their code: the close event tells
+        // them apart when the socket has been seen; otherwise it was a clean close.
+        connection.closeCode = connection.sentClose ?? connection.peerCloseCode ?? 1000
+        return Deferred.succeed(connection.closed, undefined)
+      })
+
+    const makeHandler = (
+      instance: Instance,
+      connection: Connection,
+      clock: Clock.Clock,
+      send: (text: string) => Effect.Effect<void>
+    ) => {
+      const answer = (kind: Protocol.CommandName, mid: string, channel: string | undefined): Effect.Effect<void> => {
+        const faults = instance.faults
+        let effect: Effect.Effect<void>
+        if (faults.commandError !== undefined && kind !== "leave_channel") {
+          effect = send(
+            message("error", {
+              error_code: faults.commandError.code,
+              error_message: faults.commandError.message,
+              original_mid: mid
+            })
+          )
+        } else {
+          const ack =
+            faults.noAck === true ? Effect.void : send(message("ack", { original_mid: mid, status: "success" }))
+          effect =
+            kind === "set-params" && faults.noAgoraConnected !== true
+              ? Effect.zipRight(ack, send(message("system", { status: "agora_connected", channel_id: channel ?? "" })))
+              : ack
+        }
+        return faults.ackDelay === undefined ? effect : Effect.delay(effect, faults.ackDelay)
+      }
+
+      // `runRaw` hands the raw socket only to the effects a handler returns: the first
+      // message watches its close event, whose code tells a clean close (1000) from a
+      // vanished peer (1006), which `runRaw` does not.
+      const watch = Effect.flatMap(Effect.serviceOption(Socket.WebSocket), (ws) =>
+        Effect.sync(() => {
+          if (ws._tag === "Some") {
+            ws.value.addEventListener("close", (event) => {
+              connection.peerCloseCode = event.code
+            })
+          }
+        })
+      )
+      const handle = onMessage(instance, connection, clock, send, answer)
+      return (data: string | Uint8Array): Effect.Effect<void> | undefined => {
+        const effect = handle(data)
+        if (connection.watching) return effect
+        connection.watching = true
+        return effect === undefined ? watch : Effect.zipRight(watch, effect)
+      }
+    }
+
+    const onMessage = (
+      instance: Instance,
+      connection: Connection,
+      clock: Clock.Clock,
+      send: (text: string) => Effect.Effect<void>,
+      answer: (kind: Protocol.CommandName, mid: string, channel: string | undefined) => Effect.Effect<void>
+    ) => {
+      return (data: string | Uint8Array): Effect.Effect<void> | undefined => {
+        if (typeof data !== "string") {
+          connection.invalid++
+          return undefined
+        }
+        let json: unknown
+        try {
+          json = JSON.parse(data)
+        } catch {
+          connection.invalid++
+          return undefined
+        }
+        if (typeof json !== "object" || json === null) {
+          connection.invalid++
+          return undefined
+        }
+        if ((json as { readonly type?: unknown }).type === "chat") {
+          const audio = validChatAudio(json as ChatJson)
+          if (audio === undefined) {
+            connection.invalid++
+            return undefined
+          }
+          const mid = (json as { readonly mid: string }).mid
+          connection.mids.push(mid)
+          connection.frameCount++
+          if (recordAudio) {
+            const bytes = Buffer.from(audio, "base64")
+            connection.audioBytes += bytes.byteLength
+            connection.frames.push({ mid, bytes, at: clock.unsafeCurrentTimeMillis() })
+            let chunks = state.audio.get(connection.sessionId)
+            if (chunks === undefined) {
+              chunks = []
+              state.audio.set(connection.sessionId, chunks)
+            }
+            chunks.push(bytes)
+          } else {
+            connection.audioBytes += Buffer.byteLength(audio, "base64")
+          }
+          const errorAfter = instance.faults.errorAfterFrames
+          if (errorAfter !== undefined && !connection.errorSent && connection.frameCount >= errorAfter.frames) {
+            connection.errorSent = true
+            return send(message("error", { error_code: errorAfter.code, error_message: errorAfter.message }))
+          }
+          return undefined
+        }
+
+        const decoded = decodeClientMessage(json)
+        if (Either.isLeft(decoded)) {
+          connection.invalid++
+          return undefined
+        }
+        const msg = decoded.right
+        connection.mids.push(msg.mid)
+        switch (msg.type) {
+          case "ping": {
+            connection.pings++
+            return instance.faults.noPong === true ? undefined : send(message("pong", {}))
+          }
+          case "command": {
+            const at = clock.unsafeCurrentTimeMillis()
+            const pld = (json as { readonly pld: unknown }).pld
+            connection.commands.push({ cmd: msg.pld.cmd, mid: msg.mid, at, pld })
+            return answer(
+              msg.pld.cmd,
+              msg.mid,
+              msg.pld.cmd === "set-params" ? msg.pld.metadata.agora_data.channel_id : undefined
+            )
+          }
+          case "event": {
+            const at = clock.unsafeCurrentTimeMillis()
+            const pld = (json as { readonly pld: unknown }).pld
+            connection.commands.push({ cmd: "leave_channel", mid: msg.mid, at, pld })
+            // The client is leaving: the instance can take the next session.
+            release(instance, connection)
+            return answer("leave_channel", msg.mid, undefined)
+          }
+          case "chat":
+            // chat is handled above; a chat that reached here was already judged invalid
+            return undefined
+        }
+      }
+    }
+
+    // -------------------------------------------------------------------------
+    // servers
+    // -------------------------------------------------------------------------
+
+    const discoveryPort = yield* start(options.port ?? 0, discoveryApp)
+    for (const instance of instances) {
+      instance.port = yield* start(0, instanceApp(instance))
+    }
+
+    const closeAll = (code: number, reason: string) =>
+      Effect.suspend(() => {
+        const live = state.connections.filter((c) => !c.done)
+        for (const c of live) requestClose(instances[c.instance]!, c, code, reason)
+        return Effect.forEach(live, (c) => Deferred.await(c.closed), { discard: true })
+      })
+    // Say goodbye with 1001 (going away) before the servers go, as a service that restarts does.
+    yield* Effect.addFinalizer(() => closeAll(1001, "the simulator is shutting down"))
+
+    const instanceAt = (index: number) =>
+      Effect.suspend(() => {
+        const instance = instances[index]
+        return instance === undefined
+          ? Effect.dieMessage(`AvatarSimulator: there is no instance ${index} (it has ${instances.length})`)
+          : Effect.succeed(instance)
+      })
+
+    const report = Effect.sync(() => {
+      const bySession = new Map<string, Array<Connection>>()
+      for (const c of state.connections) {
+        const list = bySession.get(c.sessionId)
+        if (list === undefined) bySession.set(c.sessionId, [c])
+        else list.push(c)
+      }
+      const open = state.connections.filter((c) => c.open).length
+      const lines = [
+        `AvatarSimulator: ${bySession.size} session(s), ${state.connections.length} connection(s), ${open} open, ${state.discoveryRequests.length} discovery request(s)`
+      ]
+      for (const [sessionId, connections] of bySession) {
+        let bytes = 0
+        let frames = 0
+        let pings = 0
+        let invalid = 0
+        const commands: Array<string> = []
+        const closes: Array<string> = []
+        for (const c of connections) {
+          bytes += c.audioBytes
+          frames += c.frameCount
+          pings += c.pings
+          invalid += c.invalid
+          for (const command of c.commands) commands.push(command.cmd)
+          closes.push(c.open ? "open" : String(c.closeCode))
+        }
+        lines.push(
+          `  session ${sessionId || "(none)"}: ${(bytes / BYTES_PER_SECOND).toFixed(2)} s of audio (${bytes} bytes), ` +
+            `${frames} frame(s), ${commands.length} command(s)${commands.length > 0 ? ` [${commands.join(", ")}]` : ""}, ` +
+            `${pings} ping(s), ${invalid} invalid, ${connections.length} connection(s) [${closes.join(", ")}]`
+        )
+      }
+      return lines.join("\n")
+    })
+
+    const service: AvatarSimulator.Service = {
+      discoveryUrl: `http://${advertisedHost.includes(":") ? `[${advertisedHost}]` : advertisedHost}:${discoveryPort}${DISCOVERY_PATH}`,
+      instances: instances.map((i) => ({ index: i.index, host: advertisedHost, port: i.port, avatarId: i.avatarId })),
+      setFaults: (index, faults) =>
+        Effect.map(instanceAt(index), (instance) => {
+          instance.faults = faults
+          instance.tooSoonLeft = faults.tooSoon ?? 0
+        }),
+      setDiscovery: (behaviour) =>
+        Effect.sync(() => {
+          state.discovery = behaviour
+        }),
+      sessions: Effect.sync(() => state.connections.map(snapshot)),
+      audio: (sessionId) =>
+        Effect.sync(() => {
+          const chunks = state.audio.get(sessionId)
+          return chunks === undefined ? new Uint8Array(0) : new Uint8Array(Buffer.concat(chunks))
+        }),
+      openConnections: Effect.sync(() => state.connections.filter((c) => c.open).length),
+      discoveryRequests: Effect.sync(() => state.discoveryRequests.slice()),
+      dropAll: (options) => {
+        const code = options?.code ?? 1011
+        return isCloseCode(code)
+          ? closeAll(code, "dropped by the simulator")
+          : Effect.dieMessage(`AvatarSimulator.dropAll: ${code} is not a close code a server may send`)
+      },
+      report
+    }
+    return service
+  })

@@ -1,0 +1,596 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
+import WebSocket from "ws"
+import * as AvatarSimulator from "../src/AvatarSimulator.js"
+import * as Protocol from "../src/Protocol.js"
+
+const KEY = "test-key-4f1c"
+
+// ---------------------------------------------------------------------------
+// a plain `ws` client, as a foreign client would be
+// ---------------------------------------------------------------------------
+
+interface Closed {
+  readonly code: number
+  readonly reason: string
+}
+
+/** A server message as it arrived on the wire. */
+interface Wire {
+  readonly v: number
+  readonly type: string
+  readonly mid: string
+  readonly pld: { readonly [key: string]: unknown }
+}
+
+interface Client {
+  readonly ws: WebSocket
+  /** Resolves with `undefined` when the socket opened, or with the HTTP status of a refused upgrade. */
+  readonly opened: Effect.Effect<number | undefined>
+  readonly next: Effect.Effect<Wire>
+  readonly pending: Effect.Effect<number>
+  readonly closed: Effect.Effect<Closed>
+  readonly send: (message: unknown) => Effect.Effect<void>
+  readonly close: (code?: number) => Effect.Effect<Closed>
+}
+
+const connect = (
+  instance: { readonly host: string; readonly port: number },
+  options: { readonly key?: string | null; readonly sessionId?: string; readonly avatarId?: string } = {}
+) =>
+  Effect.gen(function* () {
+    const messages = yield* Queue.unbounded<Wire>()
+    const opened = yield* Deferred.make<number | undefined>()
+    const closed = yield* Deferred.make<Closed>()
+    const query = new URLSearchParams({
+      session_id: options.sessionId ?? "session-1",
+      avatar_id: options.avatarId ?? AvatarSimulator.DEFAULT_AVATAR_ID
+    })
+    const key = options.key === undefined ? KEY : options.key
+    const ws = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const ws = new WebSocket(
+          `ws://${instance.host}:${instance.port}${AvatarSimulator.WEBSOCKET_PATH}?${query}`,
+          key === null ? {} : { headers: { api_key: key } }
+        )
+        ws.on("open", () => Deferred.unsafeDone(opened, Exit.succeed(undefined)))
+        ws.on("unexpected-response", (request, response) => {
+          Deferred.unsafeDone(opened, Exit.succeed(response.statusCode))
+          request.destroy()
+        })
+        ws.on("message", (data) => Queue.unsafeOffer(messages, JSON.parse(String(data))))
+        ws.on("close", (code, reason) => Deferred.unsafeDone(closed, Exit.succeed({ code, reason: String(reason) })))
+        ws.on("error", () => {})
+        return ws
+      }),
+      (ws) => Effect.sync(() => ws.terminate())
+    )
+    const client: Client = {
+      ws,
+      opened: Deferred.await(opened),
+      next: Queue.take(messages),
+      pending: Queue.size(messages),
+      closed: Deferred.await(closed),
+      send: (message) =>
+        Effect.sync(() =>
+          ws.send(typeof message === "string" || message instanceof Uint8Array ? message : JSON.stringify(message))
+        ),
+      close: (code) =>
+        Effect.zipRight(
+          Effect.sync(() => ws.close(code)),
+          Deferred.await(closed)
+        )
+    }
+    return client
+  })
+
+/** Connects and waits for `websocket_connected`. */
+const ready = (instance: { readonly host: string; readonly port: number }, sessionId = "session-1") =>
+  Effect.gen(function* () {
+    const client = yield* connect(instance, { sessionId })
+    expect(yield* client.opened).toBeUndefined()
+    const first = yield* client.next
+    expect(first).toMatchObject({ v: 2, type: "system", pld: { status: "websocket_connected" } })
+    return client
+  })
+
+const discover = (url: string, key: string | null, query = "") =>
+  Effect.promise(async () => {
+    const response = await fetch(`${url}${query}`, key === null ? {} : { headers: { api_key: key } })
+    return { status: response.status, body: (await response.json()) as { readonly [key: string]: unknown } }
+  })
+
+/** Polls on the real clock: the simulator sees a close a moment after the client does. */
+const eventually = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 400; i++) {
+      const value = yield* effect
+      if (predicate(value)) return value
+      yield* Effect.sleep("5 millis")
+    }
+    return yield* Effect.dieMessage("condition not reached within 2 s")
+  })
+
+const agora = { appId: "app", channel: "channel-42", token: "rtc-token", uid: 7 }
+
+// ---------------------------------------------------------------------------
+
+describe("AvatarSimulator", () => {
+  describe("discovery", () => {
+    it.scopedLive("answers with the code shape and records the query", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({
+          apiKey: KEY,
+          instances: [{ avatarId: "dvp_A" }, { avatarId: "dvp_B", status: "busy", healthy: false }]
+        })
+        expect(sim.discoveryUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/streamingAvatar\/service_status$/)
+        const { status, body } = yield* discover(sim.discoveryUrl, KEY, "?group_name=WEBSOCKET_GROUP_TEST")
+        expect(status).toBe(200)
+        expect(body).toEqual({
+          code: 1000,
+          msg: "ok",
+          data: {
+            instances: [
+              {
+                ip: "127.0.0.1",
+                port: sim.instances[0]!.port,
+                avatar_id: "dvp_A",
+                status: "available",
+                healthy: true,
+                index: 0
+              },
+              {
+                ip: "127.0.0.1",
+                port: sim.instances[1]!.port,
+                avatar_id: "dvp_B",
+                status: "busy",
+                healthy: false,
+                index: 1
+              }
+            ]
+          }
+        })
+        yield* discover(sim.discoveryUrl, KEY)
+        expect(yield* sim.discoveryRequests).toEqual([
+          {
+            path: "/streamingAvatar/service_status",
+            query: { group_name: "WEBSOCKET_GROUP_TEST" },
+            keyAccepted: true
+          },
+          { path: "/streamingAvatar/service_status", query: {}, keyAccepted: true }
+        ])
+      })
+    )
+
+    it.scopedLive("answers with the readme shape", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({
+          discoveryShape: "readme",
+          instances: [{}, { status: "busy" }, { healthy: false }]
+        })
+        const { status, body } = yield* discover(sim.discoveryUrl, "any-key")
+        expect(status).toBe(200)
+        expect(body).toEqual({
+          success: true,
+          data: {
+            services: [
+              { host: "127.0.0.1", port: sim.instances[0]!.port, status: "active" },
+              { host: "127.0.0.1", port: sim.instances[1]!.port, status: "busy" },
+              { host: "127.0.0.1", port: sim.instances[2]!.port, status: "unhealthy" }
+            ]
+          }
+        })
+      })
+    )
+
+    it.scopedLive("answers 401 with code 4001 to a wrong, empty or missing key, and never records it", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+        for (const key of ["wrong-key", "", null]) {
+          const { status, body } = yield* discover(sim.discoveryUrl, key)
+          expect(status).toBe(401)
+          expect(body.code).toBe(4001)
+          expect(typeof body.msg).toBe("string")
+        }
+        const requests = yield* sim.discoveryRequests
+        expect(requests.map((r) => r.keyAccepted)).toEqual([false, false, false])
+        // without apiKey, any non-empty key goes
+        const open = yield* AvatarSimulator.make()
+        expect((yield* discover(open.discoveryUrl, "whatever")).status).toBe(200)
+        expect((yield* discover(open.discoveryUrl, "")).status).toBe(401)
+        const everything = JSON.stringify([requests, yield* sim.sessions, yield* sim.report])
+        expect(everything).not.toContain(KEY)
+        expect(everything).not.toContain("wrong-key")
+      })
+    )
+
+    it.scopedLive("setDiscovery overrides the answer and {} restores it", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+        yield* sim.setDiscovery({ status: 503 })
+        expect(yield* discover(sim.discoveryUrl, KEY)).toEqual({
+          status: 503,
+          body: { code: 503, msg: "simulated HTTP 503" }
+        })
+        yield* sim.setDiscovery({ body: { code: 4001, msg: "token expired" } })
+        expect(yield* discover(sim.discoveryUrl, KEY)).toEqual({
+          status: 200,
+          body: { code: 4001, msg: "token expired" }
+        })
+        yield* sim.setDiscovery({})
+        expect((yield* discover(sim.discoveryUrl, KEY)).body.code).toBe(1000)
+      })
+    )
+
+    it.scoped("a discovery delay runs on the simulator's clock", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        yield* sim.setDiscovery({ delay: "20 seconds" })
+        const answer = yield* Effect.fork(discover(sim.discoveryUrl, KEY))
+        // the request must have arrived before the clock moves
+        yield* eventually(sim.discoveryRequests, (r) => r.length === 1).pipe(TestServices.provideLive)
+        expect(answer.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("20 seconds")
+        expect((yield* Fiber.join(answer)).status).toBe(200)
+      })
+    )
+  })
+
+  describe("instances", () => {
+    it.scopedLive("speaks the protocol: connected, pong, acks, agora_connected, audio", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+        const client = yield* ready(sim.instances[0]!, "s-audio")
+        const ids = Protocol.makeMessageIds("t")
+
+        const ping = ids.next()
+        yield* client.send(Protocol.ping(ping))
+        expect(yield* client.next).toMatchObject({ v: 2, type: "pong", pld: {} })
+
+        const setParams = ids.next()
+        yield* client.send(Protocol.encodeClientMessage(Protocol.setParams(setParams, { agora })))
+        const ack = yield* client.next
+        expect(ack).toMatchObject({ v: 2, type: "ack", pld: { original_mid: setParams, status: "success" } })
+        expect(yield* client.next).toMatchObject({
+          v: 2,
+          type: "system",
+          pld: { status: "agora_connected", channel_id: "channel-42" }
+        })
+
+        // audio: odd chunk sizes, byte-exact
+        const audio = new Uint8Array(10_000).map((_, i) => (i * 7919) % 256)
+        const chunkMids: Array<string> = []
+        for (let at = 0; at < audio.length; at += 1_234) {
+          const mid = ids.next()
+          chunkMids.push(mid)
+          yield* client.send(Protocol.encodeChat(mid, Buffer.from(audio.subarray(at, at + 1_234)).toString("base64")))
+        }
+        const interrupt = ids.next()
+        yield* client.send(Protocol.interrupt(interrupt))
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: interrupt } })
+
+        const leave = ids.next()
+        yield* client.send(Protocol.leaveChannel(leave))
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: leave, status: "success" } })
+
+        expect(yield* sim.audio("s-audio")).toEqual(audio)
+        expect(yield* sim.audio("unknown")).toEqual(new Uint8Array(0))
+        const [session] = yield* sim.sessions
+        expect(session).toMatchObject({
+          id: 1,
+          instance: 0,
+          sessionId: "s-audio",
+          avatarId: AvatarSimulator.DEFAULT_AVATAR_ID,
+          audioBytes: 10_000,
+          frameCount: chunkMids.length,
+          pings: 1,
+          invalid: 0,
+          open: true,
+          closeCode: undefined
+        })
+        expect(session!.frames.map((f) => f.mid)).toEqual(chunkMids)
+        expect(session!.mids).toEqual([ping, setParams, ...chunkMids, interrupt, leave])
+        expect(session!.commands.map((c) => [c.cmd, c.mid])).toEqual([
+          ["set-params", setParams],
+          ["interrupt", interrupt],
+          ["leave_channel", leave]
+        ])
+        expect(session!.commands[0]!.pld).toMatchObject({ metadata: { agora_data: { channel_id: "channel-42" } } })
+
+        // server mids are unique
+        const serverMids = [ack.mid]
+        yield* client.send(Protocol.ping(ids.next()))
+        serverMids.push((yield* client.next).mid)
+        expect(new Set(serverMids).size).toBe(2)
+
+        const report = yield* sim.report
+        expect(report).toContain("session s-audio: 0.31 s of audio (10000 bytes), 9 frame(s), 3 command(s)")
+        expect(report).toContain("2 ping(s)")
+      })
+    )
+
+    it.scopedLive("counts what does not decode as a client message, judging chat like the Schema does", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* ready(sim.instances[0]!)
+        const samples: ReadonlyArray<unknown> = [
+          { v: 2, type: "chat", mid: "a", pld: { audio: "AAAA" } },
+          { v: 2, type: "chat", mid: "b", pld: { audio: "AAAA", extra: 1 }, extra: true },
+          { v: 1, type: "chat", mid: "c", pld: { audio: "AAAA" } },
+          { v: 2, type: "chat", pld: { audio: "AAAA" } },
+          { v: 2, type: "chat", mid: 3, pld: { audio: "AAAA" } },
+          { v: 2, type: "chat", mid: "d", pld: { audio: 12 } },
+          { v: 2, type: "chat", mid: "e", pld: null },
+          { v: 2, type: "chat", mid: "f" },
+          { v: 2, type: "chat", mid: "g", pld: [] },
+          { v: 2, type: "ping", mid: "h" },
+          { v: 2, type: "command", mid: "i", pld: { cmd: "set-params" } },
+          { v: 2, type: "mystery", mid: "j", pld: {} },
+          [1, 2],
+          "just a string",
+          null
+        ]
+        const schema = Schema.decodeUnknownEither(Protocol.ClientMessage)
+        const expectedInvalid = samples.filter((s) => Either.isLeft(schema(s))).length
+        for (const sample of samples) yield* client.send(JSON.stringify(sample))
+        yield* client.send("{not json")
+        yield* client.send(new Uint8Array([1, 2, 3]))
+        yield* client.send(Protocol.ping("last"))
+        yield* client.next // pong: everything before it has been handled
+        const [session] = yield* sim.sessions
+        expect(session!.invalid).toBe(expectedInvalid + 2)
+        expect(session!.mids).toEqual(["a", "b", "last"])
+      })
+    )
+
+    it.scopedLive("refuses with 4001 a wrong, empty or missing key, or when rejectKey is set", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+        for (const key of ["wrong", "", null]) {
+          const client = yield* connect(sim.instances[0]!, { key })
+          expect(yield* client.opened).toBeUndefined()
+          expect((yield* client.closed).code).toBe(4001)
+          expect(yield* client.pending).toBe(0) // no websocket_connected
+        }
+        yield* sim.setFaults(0, { rejectKey: true })
+        const client = yield* connect(sim.instances[0]!)
+        expect(yield* client.closed).toEqual({ code: 4001, reason: "authentication failed" })
+        const sessions = yield* eventually(sim.sessions, (s) => s.every((r) => !r.open))
+        expect(sessions.map((s) => [s.refusedWith, s.closeCode])).toEqual([
+          [4001, 4001],
+          [4001, 4001],
+          [4001, 4001],
+          [4001, 4001]
+        ])
+      })
+    )
+
+    it.scopedLive("allows one connection per instance: the second gets 4003, as with occupied", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: 2 })
+        const first = yield* ready(sim.instances[0]!, "first")
+        const second = yield* connect(sim.instances[0]!, { sessionId: "second" })
+        expect((yield* second.closed).code).toBe(4003)
+        // the other instance is free
+        yield* ready(sim.instances[1]!, "elsewhere")
+
+        // once the first leaves, the instance takes a new session
+        yield* first.close(1000)
+        yield* eventually(sim.openConnections, (n) => n === 1)
+        const third = yield* ready(sim.instances[0]!, "third")
+
+        yield* sim.setFaults(1, { occupied: true })
+        const fourth = yield* connect(sim.instances[1]!)
+        expect((yield* fourth.closed).code).toBe(4003)
+        yield* third.send(Protocol.ping("p"))
+        expect((yield* third.next).type).toBe("pong")
+      })
+    )
+
+    it.scopedLive("tooSoon closes the next N attempts with 4004, then accepts", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults: { tooSoon: 2 } }] })
+        for (let i = 0; i < 2; i++) {
+          const client = yield* connect(sim.instances[0]!)
+          expect((yield* client.closed).code).toBe(4004)
+        }
+        yield* ready(sim.instances[0]!)
+        yield* sim.setFaults(0, { tooSoon: 1 })
+        // busy wins over tooSoon and does not use up an attempt
+        expect((yield* (yield* connect(sim.instances[0]!)).closed).code).toBe(4003)
+      })
+    )
+
+    it.scopedLive("refuseUpgrade answers the upgrade with an HTTP status", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults: { refuseUpgrade: 503 } }] })
+        expect(yield* (yield* connect(sim.instances[0]!)).opened).toBe(503)
+        yield* sim.setFaults(0, { refuseUpgrade: 401 })
+        expect(yield* (yield* connect(sim.instances[0]!)).opened).toBe(401)
+        expect(yield* sim.sessions).toEqual([])
+        yield* sim.setFaults(0, {})
+        yield* ready(sim.instances[0]!)
+      })
+    )
+
+    it.scopedLive("openConnections falls to 0 when clients close, and when the scope closes", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: 2 })
+        const a = yield* ready(sim.instances[0]!, "a")
+        const b = yield* ready(sim.instances[1]!, "b")
+        expect(yield* sim.openConnections).toBe(2)
+        yield* a.close(1000)
+        // a client that vanishes: its close code is known once it has sent something
+        yield* b.send(Protocol.ping("p"))
+        yield* b.next
+        b.ws.terminate()
+        yield* eventually(sim.openConnections, (n) => n === 0)
+        const sessions = yield* sim.sessions
+        expect(sessions.map((s) => [s.sessionId, s.open, s.closeCode])).toEqual([
+          ["a", false, 1000],
+          ["b", false, 1006]
+        ])
+
+        const scope = yield* Scope.make()
+        const inner = yield* AvatarSimulator.make().pipe(Scope.extend(scope))
+        const c = yield* ready(inner.instances[0]!, "c")
+        expect(yield* inner.openConnections).toBe(1)
+        yield* Scope.close(scope, Exit.void)
+        expect(yield* inner.openConnections).toBe(0)
+        expect((yield* c.closed).code).toBe(1001) // going away
+        // the servers are gone
+        const refused = yield* Effect.promise(() =>
+          fetch(inner.discoveryUrl).then(
+            () => false,
+            () => true
+          )
+        )
+        expect(refused).toBe(true)
+      })
+    )
+
+    it.scopedLive("dropAll closes every connection with its code and frees the instances at once", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: 2 })
+        const a = yield* ready(sim.instances[0]!, "a")
+        const b = yield* ready(sim.instances[1]!, "b")
+        yield* sim.dropAll({ code: 1012 })
+        expect(yield* sim.openConnections).toBe(0)
+        expect((yield* a.closed).code).toBe(1012)
+        expect((yield* b.closed).code).toBe(1012)
+        yield* ready(sim.instances[0]!, "a")
+        yield* sim.dropAll()
+        expect((yield* sim.sessions).map((s) => s.closeCode)).toEqual([1012, 1012, 1011])
+      })
+    )
+  })
+
+  describe("faults", () => {
+    it.scopedLive("noWebsocketConnected, noPong, noAck, noAgoraConnected", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults: { noWebsocketConnected: true } }] })
+        // faults are read when a message arrives: wait until the simulator has seen each one
+        const sent = (client: Client, message: Protocol.ClientMessage) =>
+          Effect.zipRight(
+            client.send(Protocol.encodeClientMessage(message)),
+            eventually(sim.sessions, (s) => s[0]!.mids.includes(message.mid))
+          )
+        const client = yield* connect(sim.instances[0]!)
+        expect(yield* client.opened).toBeUndefined()
+        yield* sim.setFaults(0, { noPong: true })
+        yield* sent(client, Protocol.ping("p1"))
+        yield* sim.setFaults(0, { noAgoraConnected: true })
+        yield* sent(client, Protocol.setParams("s1", { agora }))
+        // the first message to reach the client is the ack of s1: no websocket_connected, no pong
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: "s1" } })
+        yield* sim.setFaults(0, { noAck: true })
+        yield* sent(client, Protocol.setParams("s2", { agora }))
+        yield* sent(client, Protocol.interrupt("i1"))
+        yield* sent(client, Protocol.leaveChannel("l1"))
+        yield* sim.setFaults(0, {})
+        yield* sent(client, Protocol.ping("p2"))
+        // no agora_connected after s1, no ack of s2, i1 or l1; agora_connected after s2 still comes
+        expect(yield* client.next).toMatchObject({ type: "system", pld: { status: "agora_connected" } })
+        expect(yield* client.next).toMatchObject({ type: "pong" })
+      })
+    )
+
+    it.scopedLive("commandError answers commands with an error that names them; errorAfterFrames sends one error", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({
+          instances: [
+            {
+              faults: {
+                commandError: { code: 5001, message: "no capacity" },
+                errorAfterFrames: { frames: 3, code: 4100, message: "stream broken" }
+              }
+            }
+          ]
+        })
+        const client = yield* ready(sim.instances[0]!)
+        yield* client.send(Protocol.setParams("s1", { agora }))
+        expect(yield* client.next).toEqual({
+          v: 2,
+          type: "error",
+          mid: expect.any(String),
+          pld: { error_code: 5001, error_message: "no capacity", original_mid: "s1" }
+        })
+        yield* client.send(Protocol.interrupt("i1"))
+        expect(yield* client.next).toMatchObject({ type: "error", pld: { original_mid: "i1" } })
+        yield* client.send(Protocol.leaveChannel("l1"))
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: "l1" } })
+        for (let i = 0; i < 5; i++) yield* client.send(Protocol.encodeChat(`c${i}`, "AAAA"))
+        yield* client.send(Protocol.ping("p"))
+        const error = yield* client.next
+        expect(error).toMatchObject({ type: "error", pld: { error_code: 4100, error_message: "stream broken" } })
+        expect(error.pld.original_mid).toBeUndefined()
+        expect(yield* client.next).toMatchObject({ type: "pong" })
+        expect(Protocol.decodeServerMessage(JSON.stringify(error)).type).toBe("error")
+      })
+    )
+
+    it.scoped("ackDelay and arrival times follow the simulator's clock", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults: { ackDelay: "10 seconds" } }] })
+        const client = yield* ready(sim.instances[0]!)
+        yield* TestClock.adjust("5 seconds")
+        yield* client.send(Protocol.setParams("slow", { agora }))
+        yield* client.send(Protocol.encodeChat("c1", "AAAA"))
+        yield* client.send(Protocol.ping("fast"))
+        expect((yield* client.next).type).toBe("pong")
+        expect(yield* client.pending).toBe(0)
+        yield* TestClock.adjust("10 seconds")
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: "slow" } })
+        expect(yield* client.next).toMatchObject({ type: "system", pld: { status: "agora_connected" } })
+        const [session] = yield* sim.sessions
+        expect(session!.frames[0]!.at).toBe(5_000)
+        expect(session!.commands[0]!.at).toBe(5_000)
+      })
+    )
+
+    it.scopedLive("recordAudio: false counts frames and bytes without keeping them", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ recordAudio: false })
+        const client = yield* ready(sim.instances[0]!)
+        yield* client.send(Protocol.encodeChat("c1", Buffer.alloc(1_280, 1).toString("base64")))
+        yield* client.send(Protocol.encodeChat("c2", Buffer.alloc(641, 1).toString("base64")))
+        yield* client.send(Protocol.ping("p"))
+        yield* client.next
+        const [session] = yield* sim.sessions
+        expect(session).toMatchObject({ frameCount: 2, audioBytes: 1_921, frames: [] })
+        expect(yield* sim.audio("session-1")).toEqual(new Uint8Array(0))
+      })
+    )
+  })
+
+  it.scopedLive("fails with SimulatorError when the port is taken", () =>
+    Effect.gen(function* () {
+      const first = yield* AvatarSimulator.make()
+      const port = Number(new URL(first.discoveryUrl).port)
+      const error = yield* Effect.flip(AvatarSimulator.make({ port }))
+      expect(error._tag).toBe("SimulatorError")
+      expect(error.message).toContain(`127.0.0.1:${port}`)
+    })
+  )
+
+  it.scopedLive("the layer provides the service", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.AvatarSimulator
+      expect(sim.instances.map((i) => i.avatarId)).toEqual(["x", AvatarSimulator.DEFAULT_AVATAR_ID])
+      expect((yield* discover(sim.discoveryUrl, KEY)).status).toBe(200)
+      expect((yield* discover(sim.discoveryUrl, "other")).status).toBe(401)
+      const refused = yield* connect(sim.instances[0]!, { key: "other" })
+      expect((yield* refused.closed).code).toBe(4001)
+    }).pipe(Effect.provide(AvatarSimulator.layer({ apiKey: Redacted.make(KEY), instances: [{ avatarId: "x" }, {}] })))
+  )
+})
