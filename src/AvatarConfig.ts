@@ -111,6 +111,12 @@ export const validDuration = (
   fallback: Duration.Duration
 ): Effect.Effect<Duration.Duration, ConfigurationError> => {
   if (input === undefined) return Effect.succeed(fallback)
+  // Duration clamps negative numbers to zero: refuse them before they are decoded
+  if (typeof input === "number" && !(input > 0)) {
+    return Effect.fail(
+      new ConfigurationError({ option, message: `${option} must be a positive, finite duration (got ${input})` })
+    )
+  }
   const decoded = Duration.decodeUnknown(input)
   if (Option.isNone(decoded)) {
     return Effect.fail(

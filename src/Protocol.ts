@@ -131,7 +131,7 @@ export type CommandName = "set-params" | "interrupt" | "leave_channel"
 
 const serverEnvelope = <T extends string, P extends Schema.Schema.Any>(type: T, pld: P) =>
   Schema.Struct({
-    v: Schema.optional(Schema.Number),
+    v: Schema.optional(Schema.Finite),
     type: Schema.Literal(type),
     mid: Schema.optional(Schema.String),
     pld
@@ -170,7 +170,7 @@ export const Pong = serverEnvelope("pong", Schema.Struct({}))
 export const ErrorMessage = serverEnvelope(
   "error",
   Schema.Struct({
-    error_code: Schema.Number,
+    error_code: Schema.Finite,
     error_message: Schema.String,
     original_mid: Schema.optional(Schema.String)
   })

@@ -1,0 +1,69 @@
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as TestServices from "effect/TestServices"
+import { AvatarClient, type AvatarConfig, type AvatarSimulator } from "../src/index.js"
+
+export const API_KEY = "sk-test-VERY-SECRET-0123456789"
+
+export const agora = { appId: "app-id", channel: "channel-1", token: "agora-token", uid: "42" } as const
+
+/** A client pointed at the simulator, built in the current scope. */
+export const clientFor = (
+  sim: AvatarSimulator.Service,
+  overrides: Partial<AvatarConfig.Options> = {}
+): Effect.Effect<AvatarClient.Service, never, Scope.Scope> =>
+  Layer.build(
+    AvatarClient.layerNode({ apiKey: Redacted.make(API_KEY), discoveryUrl: sim.discoveryUrl, ...overrides })
+  ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)), Effect.orDie)
+
+/** Retries quickly, so failure paths do not wait for the default back-off. */
+export const fastRetry = (attempts: number) =>
+  Schedule.intersect(Schedule.spaced("20 millis"), Schedule.recurs(attempts - 1))
+
+/** Lets real sockets do their I/O while the TestClock stands still. */
+export const io = (millis = 30) => TestServices.provideLive(Effect.sleep(`${millis} millis`))
+
+/** Polls (on the real clock) until `check` holds, for at most `timeoutMs`. */
+export const eventually = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  check: (a: A) => boolean,
+  timeoutMs = 5000
+): Effect.Effect<A, E | Error, R> =>
+  Effect.gen(function* () {
+    const start = Date.now()
+    while (true) {
+      const value = yield* effect
+      if (check(value)) return value
+      if (Date.now() - start > timeoutMs)
+        return yield* Effect.fail(new Error(`condition not met within ${timeoutMs} ms`))
+      yield* io(10)
+    }
+  })
+
+export const pcm = (bytes: number, seed = 1): Uint8Array => {
+  const out = new Uint8Array(bytes)
+  let x = seed
+  for (let i = 0; i < bytes; i++) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff
+    out[i] = x >>> 16
+  }
+  return out
+}
+
+/** Splits bytes into uneven chunks (1 to 3,001 bytes), deterministic for a seed. */
+export const unevenChunks = (bytes: Uint8Array, seed = 7): Array<Uint8Array> => {
+  const chunks: Array<Uint8Array> = []
+  let offset = 0
+  let x = seed
+  while (offset < bytes.byteLength) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff
+    const size = 1 + (x % 3001)
+    chunks.push(bytes.subarray(offset, offset + size))
+    offset += size
+  }
+  return chunks
+}
