@@ -1,0 +1,740 @@
+/**
+ * The managed session: connects with retry and failover across instances, keeps the
+ * heartbeat, correlates command acks, publishes server events and state, and streams audio
+ * through a bounded, paced outbox.
+ *
+ * @since 0.1.0
+ */
+import * as Socket from "@effect/platform/Socket"
+import type * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Audio from "./Audio.js"
+import * as AvatarConfigModule from "./AvatarConfig.js"
+import { AvatarConfig } from "./AvatarConfig.js"
+import {
+  AudioStreamError,
+  type AvatarError,
+  CommandError,
+  ConfigurationError,
+  type ConnectError,
+  ConnectionError,
+  RetryError,
+  type ServerError
+} from "./AvatarError.js"
+import * as Connection from "./Connection.js"
+import * as Discovery from "./Discovery.js"
+import * as Heartbeat from "./Heartbeat.js"
+import { FrameClock } from "./internal/frameClock.js"
+import { Framer } from "./internal/framer.js"
+import { Outbox } from "./internal/outbox.js"
+import * as Protocol from "./Protocol.js"
+
+/**
+ * Where a session is. `Closed` carries the error that ended it, if one did.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SessionState = Data.TaggedEnum<{
+  Connecting: { readonly attempt: number }
+  Ready: { readonly instance: string }
+  Streaming: { readonly instance: string }
+  Reconnecting: { readonly attempt: number; readonly cause: AvatarError }
+  Closed: { readonly error: Option.Option<AvatarError> }
+}>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const SessionState = Data.taggedEnum<SessionState>()
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Pacing = "realtime" | "none"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The avatar to drive; defaults to the client's `avatarId` (`AKOOL_AVATAR_ID`). */
+  readonly avatarId?: string | undefined
+  /** Defaults to a fresh UUID v4. */
+  readonly sessionId?: string | undefined
+  /** `realtime` (default) keeps the writer at most `lead` ahead of playback; `none` sends as fast as the socket takes it. */
+  readonly pacing?: Pacing | undefined
+  /** Frame duration in milliseconds (default 40, 1,280 bytes). */
+  readonly frameMs?: number | undefined
+  /** How far ahead of real-time playback the writer may run (default 1 second). */
+  readonly lead?: Duration.DurationInput | undefined
+  /** Frames the outbox holds before producers are held back (default 64, 2.56 s at 40 ms). */
+  readonly outboxCapacity?: number | undefined
+  /** The socket's unsent bytes above which the writer waits (default 1 MiB). */
+  readonly highWaterBytes?: number | undefined
+  /** Connect retry schedule; default: exponential from 500 ms with jitter, `maxRetryAttempts` attempts overall. */
+  readonly retry?: Schedule.Schedule<unknown, ConnectError> | undefined
+  readonly connectionTimeout?: Duration.DurationInput | undefined
+  readonly commandTimeout?: Duration.DurationInput | undefined
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  readonly heartbeatTimeout?: Duration.DurationInput | undefined
+  /** Sent right after connecting; the session is returned once they are acknowledged and Agora is connected. */
+  readonly params?: Protocol.AvatarParams | undefined
+}
+
+/**
+ * The reference SDK's `get_connection_info`, plus the audio accounting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionInfo {
+  readonly connected: boolean
+  readonly agoraConnected: boolean
+  readonly sessionId: string
+  readonly avatarId: string
+  readonly currentService: {
+    readonly ip: string
+    readonly port: number
+    readonly status: string
+    readonly healthy: boolean
+  } | null
+  readonly availableServicesCount: number
+  readonly audio: {
+    /** Frames taken from producers. */
+    readonly framesAccepted: number
+    /** Frames handed to the socket. */
+    readonly framesWritten: number
+    /** Frames dropped by an `interrupt` the caller asked for. */
+    readonly framesDropped: number
+    /** Frames waiting in the outbox. */
+    readonly framesQueued: number
+    readonly bytesWritten: number
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface AvatarSession {
+  readonly sessionId: string
+  readonly avatarId: string
+  /** Sends `set-params` and waits for its ack and `agora_connected`. */
+  readonly setParams: (params: Protocol.AvatarParams) => Effect.Effect<void, AvatarError>
+  /**
+   * Streams speech: any chunk sizes, 16 kHz 16-bit mono PCM. Completes once every frame it
+   * took has been written to the socket (or dropped by an `interrupt`, which ends it early).
+   */
+  readonly audio: Sink.Sink<void, Uint8Array, unknown, AudioStreamError>
+  /** One-off audio, through the same outbox; completes once written. */
+  readonly sendAudio: (bytes: Uint8Array) => Effect.Effect<void, AudioStreamError>
+  /** Drops queued audio, ends the utterance being streamed, sends `interrupt` and awaits its ack. */
+  readonly interrupt: Effect.Effect<void, AvatarError>
+  /** Decoded server messages; each subscriber sees every message after it subscribes. */
+  readonly events: Stream.Stream<Protocol.ServerMessage>
+  readonly state: SubscriptionRef.SubscriptionRef<SessionState>
+  readonly info: Effect.Effect<ConnectionInfo>
+  /** Completes when the session ends: with success when its scope closed it, with the error that ended it otherwise. */
+  readonly await: Effect.Effect<void, AvatarError>
+}
+
+/**
+ * What a session needs from its environment; `AvatarClient` provides all of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Requirements = AvatarConfig | Discovery.Discovery | Socket.WebSocketConstructor | FrameClock
+
+/**
+ * The default connect schedule: exponential from 500 ms with jitter, `maxRetryAttempts`
+ * attempts overall (so `maxRetryAttempts - 1` retries).
+ *
+ * @since 0.1.0
+ * @category retry
+ */
+export const defaultRetry = (maxRetryAttempts: number): Schedule.Schedule<unknown, ConnectError> =>
+  Schedule.exponential(Duration.millis(500), 2).pipe(
+    Schedule.jittered,
+    Schedule.intersect(Schedule.recurs(Math.max(0, maxRetryAttempts - 1)))
+  )
+
+const validate = (options: Options, config: AvatarConfigModule.Resolved) =>
+  Effect.gen(function* () {
+    const avatarId = options.avatarId ?? Option.getOrUndefined(config.avatarId)
+    if (avatarId === undefined || avatarId.trim() === "") {
+      return yield* new ConfigurationError({
+        option: "avatarId",
+        message: "avatarId is missing or empty: pass it to session() or set AKOOL_AVATAR_ID"
+      })
+    }
+    if (options.sessionId !== undefined && options.sessionId.trim() === "") {
+      return yield* new ConfigurationError({
+        option: "sessionId",
+        message: "sessionId is empty: leave it out for a fresh UUID"
+      })
+    }
+    const pacing = options.pacing ?? "realtime"
+    if (pacing !== "realtime" && pacing !== "none") {
+      return yield* new ConfigurationError({
+        option: "pacing",
+        message: `pacing must be "realtime" or "none" (got ${JSON.stringify(pacing)})`
+      })
+    }
+    const frameMs = yield* Audio.validateFrameMs(options.frameMs ?? Audio.DEFAULT_FRAME_MS)
+    const lead =
+      options.lead === undefined
+        ? Duration.seconds(1)
+        : typeof options.lead === "number" && !(options.lead >= 0)
+          ? undefined
+          : Duration.decodeUnknown(options.lead).pipe(Option.getOrUndefined)
+    if (lead === undefined || !Duration.isFinite(lead) || Duration.toMillis(lead) < 0) {
+      return yield* new ConfigurationError({
+        option: "lead",
+        message: "lead must be a finite duration of zero or more"
+      })
+    }
+    const capacity = options.outboxCapacity ?? 64
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      return yield* new ConfigurationError({
+        option: "outboxCapacity",
+        message: `outboxCapacity must be a whole number of at least 1 (got ${capacity})`
+      })
+    }
+    const highWaterBytes = options.highWaterBytes ?? 1024 * 1024
+    if (!Number.isFinite(highWaterBytes) || highWaterBytes < 0) {
+      return yield* new ConfigurationError({
+        option: "highWaterBytes",
+        message: `highWaterBytes must be zero or more (got ${highWaterBytes})`
+      })
+    }
+    return {
+      avatarId,
+      sessionId: options.sessionId ?? globalThis.crypto.randomUUID(),
+      pacing,
+      frameMs,
+      leadMs: Duration.toMillis(lead),
+      capacity,
+      highWaterBytes,
+      connectionTimeout: yield* AvatarConfigModule.validDuration(
+        "connectionTimeout",
+        options.connectionTimeout,
+        config.connectionTimeout
+      ),
+      commandTimeout: yield* AvatarConfigModule.validDuration(
+        "commandTimeout",
+        options.commandTimeout,
+        config.commandTimeout
+      ),
+      heartbeatInterval: yield* AvatarConfigModule.validDuration(
+        "heartbeatInterval",
+        options.heartbeatInterval,
+        config.heartbeatInterval
+      ),
+      heartbeatTimeout: yield* AvatarConfigModule.validDuration(
+        "heartbeatTimeout",
+        options.heartbeatTimeout,
+        config.heartbeatTimeout
+      )
+    }
+  })
+
+/**
+ * Checks `set-params` input before it reaches the wire.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const validateParams = (
+  params: Protocol.AvatarParams
+): Effect.Effect<Protocol.AvatarParams, ConfigurationError> => {
+  const agora = params?.agora
+  if (agora === undefined || agora === null) {
+    return Effect.fail(
+      new ConfigurationError({ option: "agora", message: "setParams needs agora: { appId, channel, token, uid }" })
+    )
+  }
+  for (const key of ["appId", "channel"] as const) {
+    if (typeof agora[key] !== "string" || agora[key].trim() === "") {
+      return Effect.fail(
+        new ConfigurationError({ option: `agora.${key}`, message: `agora.${key} is missing or empty` })
+      )
+    }
+  }
+  if (typeof agora.token !== "string") {
+    return Effect.fail(
+      new ConfigurationError({
+        option: "agora.token",
+        message: "agora.token must be a string (empty for a channel without tokens)"
+      })
+    )
+  }
+  if (
+    !(typeof agora.uid === "string" || (typeof agora.uid === "number" && Number.isInteger(agora.uid) && agora.uid >= 0))
+  ) {
+    return Effect.fail(
+      new ConfigurationError({
+        option: "agora.uid",
+        message: "agora.uid must be a string or a non-negative whole number"
+      })
+    )
+  }
+  return Effect.succeed(params)
+}
+
+/**
+ * Opens a session. It lives until the scope closes: then it flushes the outbox (bounded by
+ * `flushTimeout`), sends `leave_channel`, waits briefly for its ack, and closes the socket.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<AvatarSession, AvatarError, Scope.Scope | Requirements> =>
+  Effect.gen(function* () {
+    const config = yield* AvatarConfig
+    const discovery = yield* Discovery.Discovery
+    const frameClock = yield* FrameClock
+    const opts = yield* validate(options, config)
+    const { avatarId, sessionId } = opts
+    const sessionScope = yield* Effect.scope
+    // picked, not the whole context: that would carry the caller's Scope along
+    const connectionContext = Context.pick(
+      AvatarConfig,
+      Socket.WebSocketConstructor
+    )(yield* Effect.context<AvatarConfig | Socket.WebSocketConstructor>())
+
+    const state = yield* SubscriptionRef.make<SessionState>(SessionState.Connecting({ attempt: 1 }))
+    const events = yield* PubSub.unbounded<Protocol.ServerMessage>()
+    const ended = yield* Deferred.make<void, AvatarError>()
+    const outbox = new Outbox({
+      capacity: opts.capacity,
+      pacing: opts.pacing,
+      leadMs: opts.leadMs,
+      highWaterBytes: opts.highWaterBytes
+    })
+    const frameBytes = Audio.frameBytes(opts.frameMs)
+
+    let current: { readonly connection: Connection.Connection; readonly scope: Scope.CloseableScope } | undefined
+    let instances: ReadonlyArray<Discovery.Instance> = []
+    let instanceIndex = 0
+    let agoraConnected = false
+    let closing = false
+    let producers = 0
+
+    const setState = (next: SessionState) => SubscriptionRef.set(state, next)
+    const instanceLabel = () => (current ? Discovery.label(current.connection.instance) : "")
+
+    // ------------------------------------------------------------------
+    // connecting
+    // ------------------------------------------------------------------
+
+    const connectOnce = Effect.gen(function* () {
+      if (instances.length === 0) {
+        instances = yield* discovery.instances(avatarId)
+        instanceIndex = 0
+      }
+      const instance = instances[instanceIndex % instances.length]!
+      // not a child of the session scope: the session finalizer must still hold the connection
+      // to flush and send leave_channel, and it closes this scope itself
+      const scope = yield* Scope.make(ExecutionStrategy.sequential)
+      const connection = yield* Connection.make({
+        instance,
+        sessionId,
+        avatarId,
+        messages: events,
+        connectionTimeout: opts.connectionTimeout
+      }).pipe(
+        Scope.extend(scope),
+        Effect.provide(connectionContext),
+        Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+      )
+      yield* Heartbeat.start(connection, {
+        interval: opts.heartbeatInterval,
+        timeout: opts.heartbeatTimeout
+      }).pipe(Scope.extend(scope))
+      return { connection, scope }
+    }).pipe(
+      Effect.tapError((error) =>
+        Effect.sync(() => {
+          // where the next attempt goes: another instance, unless the service only asked us to wait
+          if (error._tag === "ConnectionError" && error.reason !== "too-soon") instanceIndex++
+          if (error._tag === "ServiceDiscoveryError") instances = []
+          if (instances.length > 0 && instanceIndex >= instances.length) {
+            instances = []
+          }
+        })
+      )
+    )
+
+    const connect = Effect.gen(function* () {
+      let attempts = 0
+      const attempt = Effect.suspend(() => {
+        attempts++
+        return Effect.zipRight(
+          attempts > 1 ? setState(SessionState.Connecting({ attempt: attempts })) : Effect.void,
+          connectOnce
+        )
+      })
+      const schedule = options.retry ?? defaultRetry(config.maxRetryAttempts)
+      return yield* attempt.pipe(
+        Effect.retry({ schedule, while: (error) => error.retryable }),
+        Effect.catchAll(
+          (error): Effect.Effect<never, AvatarError> =>
+            error.retryable
+              ? Effect.fail(
+                  new RetryError({
+                    attempts,
+                    lastError: error as RetryError["lastError"],
+                    message: `Could not connect after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${error.message}`
+                  })
+                )
+              : Effect.fail(error)
+        )
+      )
+    }).pipe(
+      Effect.withSpan("AvatarSession.connect", {
+        attributes: { "akool.session_id": sessionId, "akool.avatar_id": avatarId }
+      })
+    )
+
+    // ------------------------------------------------------------------
+    // commands
+    // ------------------------------------------------------------------
+
+    const liveConnection = Effect.suspend(() => {
+      if (current?.connection.isOpen()) return Effect.succeed(current.connection)
+      return Effect.fail(
+        new ConnectionError({
+          reason: "closed",
+          instance: instanceLabel(),
+          message: "The session has no open connection"
+        })
+      )
+    })
+
+    const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, command: Protocol.ClientMessage) =>
+      Queue.take(subscription).pipe(
+        Effect.repeat({ until: (m) => m.type === "system" && m.pld.status === "agora_connected" }),
+        Effect.timeoutFail({
+          duration: opts.connectionTimeout,
+          onTimeout: () =>
+            new CommandError({
+              reason: "agora-timeout",
+              command: "set-params",
+              mid: command.mid,
+              message: `set-params was acknowledged but Agora did not connect within ${Duration.format(opts.connectionTimeout)}`
+            })
+        })
+      )
+
+    const applyParams = (params: Protocol.AvatarParams) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const connection = yield* liveConnection
+          // subscribe before sending, so agora_connected cannot slip past
+          const subscription = yield* PubSub.subscribe(events)
+          const message = Protocol.setParams(connection.ids.next(), params)
+          agoraConnected = false
+          yield* connection.request(message, opts.commandTimeout)
+          yield* awaitAgora(subscription, message)
+          agoraConnected = true
+        })
+      )
+
+    const setParams = (params: Protocol.AvatarParams): Effect.Effect<void, AvatarError> =>
+      validateParams(params).pipe(
+        Effect.flatMap(applyParams),
+        Effect.withSpan("AvatarSession.setParams", {
+          attributes: {
+            "akool.session_id": sessionId,
+            "akool.agora.channel": params?.agora?.channel,
+            "akool.language": params?.language ?? "en"
+          }
+        })
+      )
+
+    const interrupt: Effect.Effect<void, AvatarError> = Effect.gen(function* () {
+      const dropped = outbox.interrupt(frameClock.now())
+      yield* Effect.annotateCurrentSpan("akool.frames_dropped", dropped)
+      const connection = yield* liveConnection
+      yield* connection.request(Protocol.interrupt(connection.ids.next()), opts.commandTimeout)
+    }).pipe(Effect.withSpan("AvatarSession.interrupt", { attributes: { "akool.session_id": sessionId } }))
+
+    // ------------------------------------------------------------------
+    // audio
+    // ------------------------------------------------------------------
+
+    const beginProducing = Effect.suspend(() => {
+      producers++
+      return current && producers === 1 ? setState(SessionState.Streaming({ instance: instanceLabel() })) : Effect.void
+    })
+    const endProducing = Effect.suspend(() => {
+      producers--
+      return current && producers === 0 && !closing && outbox.failure === undefined
+        ? setState(SessionState.Ready({ instance: instanceLabel() }))
+        : Effect.void
+    })
+
+    /** Offers frames, waiting for space as needed; `false` when an interrupt ended the utterance. */
+    const offerAll = (frames: ReadonlyArray<Uint8Array>, epoch: number): Effect.Effect<boolean, AudioStreamError> => {
+      let index = 0
+      const step: Effect.Effect<boolean, AudioStreamError> = Effect.suspend(() => {
+        if (outbox.failure) return Effect.fail(outbox.failure)
+        if (outbox.interrupts !== epoch) return Effect.succeed(false)
+        index = outbox.offer(frames, index)
+        outbox.pump(frameClock.now())
+        if (index >= frames.length) return Effect.succeed(true)
+        return Effect.zipRight(outbox.awaitSpace(), step)
+      })
+      return step
+    }
+
+    interface SinkState {
+      readonly framer: Framer
+      readonly epoch: number
+      total: number
+      stopped: boolean
+      checked: boolean
+    }
+
+    const checkHeader = (s: SinkState, frames: ReadonlyArray<Uint8Array>): Effect.Effect<void, AudioStreamError> => {
+      if (s.checked || frames.length === 0) return Effect.void
+      s.checked = true
+      return Audio.looksLikeWav(frames[0]!) ? Effect.fail(Audio.wavHeaderError()) : Effect.void
+    }
+
+    const audio: Sink.Sink<void, Uint8Array, unknown, AudioStreamError> = Sink.suspend(() => {
+      const initial: SinkState = {
+        framer: new Framer(frameBytes),
+        epoch: outbox.interrupts,
+        total: 0,
+        stopped: false,
+        checked: false
+      }
+      return Sink.foldChunksEffect(
+        initial,
+        (s) => !s.stopped,
+        (s, chunk: Chunk.Chunk<Uint8Array>) =>
+          Effect.suspend(() => {
+            if (outbox.interrupts !== s.epoch) {
+              s.stopped = true
+              return Effect.succeed(s)
+            }
+            const frames: Array<Uint8Array> = []
+            for (const bytes of chunk) {
+              s.total += bytes.byteLength
+              s.framer.push(bytes, frames)
+            }
+            if (frames.length === 0) return Effect.succeed(s)
+            return checkHeader(s, frames).pipe(
+              Effect.zipRight(offerAll(frames, s.epoch)),
+              Effect.map((more) => {
+                if (!more) s.stopped = true
+                return s
+              })
+            )
+          })
+      ).pipe(
+        Sink.mapEffect((s) =>
+          Effect.gen(function* () {
+            if (s.stopped) return
+            const { frame, strayByte } = s.framer.flush()
+            if (frame) {
+              yield* checkHeader(s, [frame])
+              const more = yield* offerAll([frame], s.epoch)
+              if (!more) return
+            }
+            yield* outbox.awaitSettled(outbox.accepted)
+            if (strayByte) return yield* Audio.strayByteError(s.total)
+          })
+        ),
+        (sink) =>
+          Sink.unwrapScoped(
+            Effect.as(
+              Effect.acquireRelease(beginProducing, () => endProducing),
+              sink
+            )
+          )
+      )
+    })
+
+    const sendAudio = (bytes: Uint8Array) => Stream.run(Stream.succeed(bytes), audio)
+
+    // ------------------------------------------------------------------
+    // lifecycle
+    // ------------------------------------------------------------------
+
+    const unregister = frameClock.register(outbox)
+
+    const endSession = (error: Option.Option<AvatarError>) =>
+      Effect.gen(function* () {
+        const unsent = outbox.fail(
+          new AudioStreamError({
+            reason: "session-closed",
+            unsentFrames: outbox.depth,
+            message: Option.match(error, {
+              onNone: () => `The session was closed; ${outbox.depth} queued frame(s) were not sent`,
+              onSome: (e) => `The session ended (${e.message}); ${outbox.depth} queued frame(s) were not sent`
+            })
+          })
+        )
+        yield* Effect.annotateCurrentSpan("akool.frames_unsent", unsent)
+        outbox.target = undefined
+        agoraConnected = false
+        unregister()
+        yield* setState(SessionState.Closed({ error }))
+        yield* Option.match(error, {
+          onNone: () => Deferred.succeed(ended, undefined),
+          onSome: (e) => Deferred.fail(ended, e)
+        })
+      })
+
+    const watch = (connection: Connection.Connection) =>
+      Deferred.await(connection.closed).pipe(
+        Effect.catchAll((dropped) =>
+          closing
+            ? Effect.void
+            : Effect.gen(function* () {
+                yield* Effect.logWarning("Avatar session connection dropped").pipe(
+                  Effect.annotateLogs({
+                    sessionId,
+                    instance: Discovery.label(connection.instance),
+                    reason: dropped.message
+                  })
+                )
+                yield* endSession(Option.some(dropped))
+                if (current) yield* Scope.close(current.scope, Exit.void)
+                current = undefined
+              })
+        )
+      )
+
+    // what the SDK itself learns from the message stream; it is also where odd messages are logged
+    const monitor = Effect.gen(function* () {
+      const subscription = yield* PubSub.subscribe(events)
+      yield* Queue.take(subscription).pipe(
+        Effect.tap((message) => {
+          switch (message.type) {
+            case "system":
+              if (message.pld.status === "agora_connected") agoraConnected = true
+              return Effect.void
+            case "error":
+              return Effect.logWarning("Avatar service sent an error").pipe(
+                Effect.annotateLogs({ sessionId, code: message.pld.error_code, error: message.pld.error_message })
+              )
+            case "unknown":
+              return Effect.logDebug("Avatar service sent a message of unknown type").pipe(
+                Effect.annotateLogs({ sessionId, type: message.messageType })
+              )
+            case "invalid":
+              return Effect.logWarning("Avatar service sent an invalid message").pipe(
+                Effect.annotateLogs({
+                  sessionId,
+                  reason: message.reason,
+                  detail: message.detail,
+                  excerpt: message.excerpt
+                })
+              )
+            default:
+              return Effect.void
+          }
+        }),
+        Effect.forever
+      )
+    })
+    yield* Effect.forkScoped(Effect.scoped(monitor))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        if (yield* Deferred.isDone(ended)) return
+        const live = current
+        if (live?.connection.isOpen()) {
+          // audio handed to the SDK goes out before the channel is left
+          yield* Effect.interruptible(outbox.awaitSettled(outbox.accepted)).pipe(
+            Effect.timeout(config.flushTimeout),
+            Effect.ignore
+          )
+          closing = true
+          yield* live.connection
+            .request(Protocol.leaveChannel(live.connection.ids.next()), config.leaveTimeout)
+            .pipe(Effect.ignore)
+        }
+        closing = true
+        yield* endSession(Option.none())
+        if (live) {
+          yield* live.connection.close
+          yield* Scope.close(live.scope, Exit.void)
+        }
+        current = undefined
+      }).pipe(Effect.withSpan("AvatarSession.close", { attributes: { "akool.session_id": sessionId } }))
+    )
+
+    const established = yield* connect.pipe(Effect.tapError((error) => endSession(Option.some(error))))
+    current = established
+    outbox.target = established.connection
+    yield* Effect.forkIn(watch(established.connection), sessionScope)
+    yield* setState(SessionState.Ready({ instance: Discovery.label(established.connection.instance) }))
+
+    if (options.params) yield* setParams(options.params)
+
+    const info = Effect.sync((): ConnectionInfo => {
+      const instance = current?.connection.instance
+      return {
+        connected: current?.connection.isOpen() ?? false,
+        agoraConnected,
+        sessionId,
+        avatarId,
+        currentService: instance
+          ? { ip: instance.host, port: instance.port, status: instance.status, healthy: instance.healthy }
+          : null,
+        availableServicesCount: instances.length,
+        audio: {
+          framesAccepted: outbox.accepted,
+          framesWritten: outbox.written,
+          framesDropped: outbox.dropped,
+          framesQueued: outbox.depth,
+          bytesWritten: outbox.bytesWritten
+        }
+      }
+    })
+
+    return {
+      sessionId,
+      avatarId,
+      setParams,
+      audio,
+      sendAudio,
+      interrupt,
+      events: Stream.fromPubSub(events),
+      state,
+      info,
+      await: Deferred.await(ended)
+    } satisfies AvatarSession
+  })
+
+/**
+ * Narrows a `ServerError` or `CommandError` out of an `AvatarError`, for callers that
+ * treat a refused command differently from a lost connection.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isCommandFailure = (error: AvatarError): error is CommandError | ServerError =>
+  error._tag === "CommandError" || error._tag === "ServerError"

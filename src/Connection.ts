@@ -1,0 +1,438 @@
+/**
+ * One scoped WebSocket to one instance: the `api_key` header and the query, the mapping of
+ * close codes and refused upgrades to typed errors, the wait for `websocket_connected`,
+ * decoding of every inbound frame, and ack correlation for commands.
+ *
+ * The socket is opened through `Socket.WebSocketConstructor`, so any environment that can
+ * provide one works; {@link layerWebSocketConstructorNode} is the Node one, with headers.
+ *
+ * @since 0.1.0
+ */
+import * as Socket from "@effect/platform/Socket"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { WebSocket as NodeWebSocket } from "ws"
+import { AvatarConfig } from "./AvatarConfig.js"
+import { AuthenticationError, CommandError, ConnectionError, ServerError } from "./AvatarError.js"
+import * as Discovery from "./Discovery.js"
+import * as Protocol from "./Protocol.js"
+
+/**
+ * Why a connection ended when nobody asked it to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DropError = ConnectionError | AuthenticationError
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Connection {
+  readonly instance: Discovery.Instance
+  readonly sessionId: string
+  /** The socket itself: the data plane writes to it directly and reads `bufferedAmount`. */
+  readonly socket: globalThis.WebSocket
+  readonly ids: Protocol.MessageIds
+  /** Whether the socket is open and the connection was not asked to close. */
+  readonly isOpen: () => boolean
+  /** Sends a control message now; fails when the socket is no longer open. */
+  readonly send: (message: Protocol.ClientMessage) => Effect.Effect<void, ConnectionError>
+  /**
+   * Sends a command and waits for the `ack` whose `original_mid` is the command's `mid`.
+   * An `error` message that names the command fails it with a `ServerError`.
+   */
+  readonly request: (
+    message: Protocol.ClientMessage,
+    timeout: Duration.DurationInput
+  ) => Effect.Effect<typeof Protocol.Ack.Type, CommandError | ServerError | ConnectionError>
+  /** Every decoded inbound message, for subscribers. */
+  readonly messages: PubSub.PubSub<Protocol.ServerMessage>
+  /** One element per `pong` received (sliding: only the latest is kept). */
+  readonly pongs: Queue.Dequeue<void>
+  /**
+   * Completes when the connection ends: with success when it was closed on request, with
+   * the reason otherwise.
+   */
+  readonly closed: Deferred.Deferred<void, DropError>
+  /** Ends the connection with the given reason (the heartbeat uses it). */
+  readonly abort: (reason: DropError) => Effect.Effect<void>
+  /** Closes the socket normally (code 1000). */
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly instance: Discovery.Instance
+  readonly sessionId: string
+  readonly avatarId: string
+  /** Where decoded messages are published; a fresh PubSub when absent. */
+  readonly messages?: PubSub.PubSub<Protocol.ServerMessage> | undefined
+  readonly connectionTimeout?: Duration.DurationInput | undefined
+}
+
+const OPEN = 1
+
+const unexpectedStatus = /Unexpected server response: (\d{3})/
+
+const describeCause = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause === "object" && cause !== null) {
+    const c = cause as { message?: unknown; error?: unknown }
+    if (typeof c.message === "string" && c.message !== "") return c.message
+    if (c.error instanceof Error) return c.error.message
+  }
+  return String(cause)
+}
+
+/**
+ * Maps how a socket ended to our errors.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const fromSocketError = (error: Socket.SocketError, instance: string): DropError => {
+  if (error.reason === "Close") {
+    const { code, closeReason } = error as Socket.SocketCloseError
+    const suffix = closeReason ? ` (${closeReason})` : ""
+    switch (code) {
+      case 4001:
+        return new AuthenticationError({
+          source: "websocket",
+          message: `The instance ${instance} refused the API key (close code 4001${suffix}); check AKOOL_API_KEY`
+        })
+      case 4003:
+        return new ConnectionError({
+          reason: "occupied",
+          code,
+          instance,
+          message: `The instance ${instance} is occupied: it allows one connection (close code 4003${suffix})`
+        })
+      case 4004:
+        return new ConnectionError({
+          reason: "too-soon",
+          code,
+          instance,
+          message: `The instance ${instance} refused a reconnect this soon (close code 4004${suffix}); wait before retrying`
+        })
+      default:
+        return new ConnectionError({
+          reason: "closed",
+          code,
+          instance,
+          message: `The connection to ${instance} closed unexpectedly (code ${code}${suffix})`
+        })
+    }
+  }
+  const generic = error as Socket.SocketGenericError
+  if (generic.reason === "OpenTimeout") {
+    return new ConnectionError({
+      reason: "timeout",
+      instance,
+      message: `The WebSocket to ${instance} did not open in time`
+    })
+  }
+  const detail = describeCause(generic.cause)
+  const status = unexpectedStatus.exec(detail)
+  if (status) {
+    const code = Number(status[1])
+    if (code === 401 || code === 403) {
+      return new AuthenticationError({
+        source: "websocket",
+        message: `The instance ${instance} refused the API key (HTTP ${code} on upgrade); check AKOOL_API_KEY`
+      })
+    }
+    return new ConnectionError({
+      reason: "refused",
+      code,
+      instance,
+      message: `The instance ${instance} refused the WebSocket upgrade with HTTP ${code}`
+    })
+  }
+  if (generic.reason === "Open") {
+    return new ConnectionError({
+      reason: "refused",
+      instance,
+      message: `Could not connect to ${instance}: ${detail}`
+    })
+  }
+  return new ConnectionError({
+    reason: "closed",
+    instance,
+    message: `The connection to ${instance} failed: ${detail}`
+  })
+}
+
+/**
+ * Opens a connection and waits for `websocket_connected`. The connection lives until the
+ * scope closes, `close` is called, or it drops (see `closed`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<Connection, DropError, Scope.Scope | Socket.WebSocketConstructor | AvatarConfig> =>
+  Effect.gen(function* () {
+    const config = yield* AvatarConfig
+    const construct = yield* Socket.WebSocketConstructor
+    const instance = Discovery.label(options.instance)
+    const connectionTimeout = options.connectionTimeout ?? config.connectionTimeout
+    const url = Discovery.websocketUrl(options.instance, { sessionId: options.sessionId, avatarId: options.avatarId })
+
+    const messages = options.messages ?? (yield* PubSub.unbounded<Protocol.ServerMessage>())
+    const pongs = yield* Queue.sliding<void>(1)
+    const connected = yield* Deferred.make<void, DropError>()
+    const closed = yield* Deferred.make<void, DropError>()
+    const pending = new Map<string, Deferred.Deferred<typeof Protocol.Ack.Type, CommandError | ServerError>>()
+    const ids = Protocol.makeMessageIds()
+    let closing = false
+
+    const socket = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => construct(url),
+        catch: (cause) =>
+          new ConnectionError({
+            reason: "refused",
+            instance,
+            message: `Could not open a WebSocket to ${instance}: ${describeCause(cause)}`
+          })
+      }),
+      (ws) =>
+        Effect.sync(() => {
+          closing = true
+          if (ws.readyState <= OPEN) ws.close(1000)
+        })
+    )
+
+    const failPending = (reason: DropError) => {
+      for (const [mid, deferred] of pending) {
+        Deferred.unsafeDone(
+          deferred,
+          Effect.fail(
+            new CommandError({
+              reason: "disconnected",
+              command: "",
+              mid,
+              message: `The connection ended before the command was acknowledged: ${reason.message}`
+            })
+          )
+        )
+      }
+      pending.clear()
+    }
+
+    // `connected` always fails here: a connection that ends before `websocket_connected`
+    // never became usable, whoever closed it
+    const finish = (dropped: DropError) =>
+      Effect.sync(() => {
+        Deferred.unsafeDone(closed, closing ? Effect.void : Effect.fail(dropped))
+        Deferred.unsafeDone(connected, Effect.fail(dropped))
+      })
+
+    const onMessage = (data: string | Uint8Array) => {
+      const message = Protocol.decodeServerMessage(data)
+      switch (message.type) {
+        case "system":
+          if (message.pld.status === "websocket_connected") Deferred.unsafeDone(connected, Effect.void)
+          break
+        case "ack": {
+          const waiting = pending.get(message.pld.original_mid)
+          if (waiting) {
+            pending.delete(message.pld.original_mid)
+            Deferred.unsafeDone(waiting, Effect.succeed(message))
+          }
+          break
+        }
+        case "error": {
+          const mid = message.pld.original_mid
+          const waiting = mid === undefined ? undefined : pending.get(mid)
+          if (waiting && mid !== undefined) {
+            pending.delete(mid)
+            Deferred.unsafeDone(
+              waiting,
+              Effect.fail(new ServerError({ code: message.pld.error_code, message: message.pld.error_message }))
+            )
+          }
+          break
+        }
+        case "pong":
+          pongs.unsafeOffer(undefined)
+          break
+      }
+      return PubSub.publish(messages, message)
+    }
+
+    const raw = yield* Socket.fromWebSocket(Effect.succeed(socket), {
+      // every close is reported, so a clean-looking 1000/1006 the caller did not ask for
+      // still counts as a drop
+      closeCodeIsError: () => true,
+      openTimeout: connectionTimeout
+    })
+
+    yield* raw.runRaw(onMessage).pipe(
+      Effect.matchCauseEffect({
+        onFailure: (cause) => {
+          const dropped: DropError = Cause.isFailType(cause)
+            ? fromSocketError(cause.error, instance)
+            : new ConnectionError({
+                reason: "closed",
+                instance,
+                message: `The connection to ${instance} was interrupted`
+              })
+          failPending(dropped)
+          return finish(dropped)
+        },
+        onSuccess: () => {
+          const dropped = new ConnectionError({
+            reason: "closed",
+            instance,
+            message: `The connection to ${instance} ended`
+          })
+          failPending(dropped)
+          return finish(dropped)
+        }
+      }),
+      Effect.onInterrupt(() =>
+        Effect.andThen(
+          Effect.sync(() => {
+            closing = true
+          }),
+          finish(
+            new ConnectionError({ reason: "closed", instance, message: `The connection to ${instance} was closed` })
+          )
+        )
+      ),
+      Effect.forkScoped
+    )
+
+    const notOpen = () =>
+      new ConnectionError({ reason: "closed", instance, message: `The connection to ${instance} is not open` })
+
+    const isOpen = () => !closing && socket.readyState === OPEN
+
+    const send = (message: Protocol.ClientMessage) =>
+      Effect.suspend(() => {
+        if (!isOpen()) return Effect.fail(notOpen())
+        socket.send(Protocol.encodeClientMessage(message))
+        return Effect.void
+      })
+
+    const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
+      Effect.gen(function* () {
+        const command = Protocol.commandName(message) ?? message.type
+        const deferred = yield* Deferred.make<typeof Protocol.Ack.Type, CommandError | ServerError>()
+        pending.set(message.mid, deferred)
+        yield* send(message)
+        // interruptible even where the caller is not (a scope finalizer sends leave_channel):
+        // otherwise the timeout could not stop the wait
+        const ack = yield* Effect.interruptible(Deferred.await(deferred)).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () =>
+              new CommandError({
+                reason: "timeout",
+                command,
+                mid: message.mid,
+                message: `The server did not acknowledge ${command} within ${Duration.format(Duration.decode(timeout))}`
+              })
+          }),
+          Effect.mapError((e) =>
+            e._tag === "CommandError" && e.command === "" ? new CommandError({ ...e, command }) : e
+          )
+        )
+        if (ack.pld.status !== "success") {
+          return yield* new CommandError({
+            reason: "rejected",
+            command,
+            mid: message.mid,
+            message: `The server rejected ${command} (ack status ${JSON.stringify(ack.pld.status)})`
+          })
+        }
+        return ack
+      }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(message.mid))))
+
+    const abort = (reason: DropError) =>
+      Effect.sync(() => {
+        if (closing) return
+        closing = true
+        failPending(reason)
+        Deferred.unsafeDone(closed, Effect.fail(reason))
+        Deferred.unsafeDone(connected, Effect.fail(reason))
+        if (socket.readyState <= OPEN) socket.close(4000, reason._tag === "ConnectionError" ? reason.reason : "error")
+      })
+
+    const close = Effect.sync(() => {
+      closing = true
+      if (socket.readyState <= OPEN) socket.close(1000)
+    })
+
+    yield* Deferred.await(connected).pipe(
+      Effect.timeoutFail({
+        duration: connectionTimeout,
+        onTimeout: () =>
+          new ConnectionError({
+            reason: "timeout",
+            instance,
+            message: `The instance ${instance} did not confirm the session (websocket_connected) within ${Duration.format(
+              Duration.decode(connectionTimeout)
+            )}`
+          })
+      }),
+      Effect.withSpan("Connection.connect", {
+        attributes: { "akool.instance": instance, "akool.session_id": options.sessionId }
+      })
+    )
+
+    return {
+      instance: options.instance,
+      sessionId: options.sessionId,
+      socket,
+      ids,
+      isOpen,
+      send,
+      request,
+      messages,
+      pongs,
+      closed,
+      abort,
+      close
+    } satisfies Connection
+  })
+
+/**
+ * A `Socket.WebSocketConstructor` for Node built on `ws`, which sends the `api_key` header
+ * (the platform's own Node constructor sends no custom headers). Compression is off: audio
+ * in base64 gains little from it and pays for it in CPU.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeNodeWebSocketConstructor =
+  (apiKey: Redacted.Redacted<string>) =>
+  (url: string, protocols?: string | Array<string>): globalThis.WebSocket =>
+    new NodeWebSocket(url, protocols, {
+      headers: { api_key: Redacted.value(apiKey) },
+      perMessageDeflate: false
+    }) as unknown as globalThis.WebSocket
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWebSocketConstructorNode: Layer.Layer<Socket.WebSocketConstructor, never, AvatarConfig> =
+  Layer.effect(
+    Socket.WebSocketConstructor,
+    Effect.map(AvatarConfig, (config) => makeNodeWebSocketConstructor(config.apiKey))
+  )

@@ -1,0 +1,13 @@
+/**
+ * @since 0.1.0
+ */
+export * as Audio from "./Audio.js"
+export * as AvatarClient from "./AvatarClient.js"
+export * as AvatarConfig from "./AvatarConfig.js"
+export * as AvatarError from "./AvatarError.js"
+export * as AvatarSession from "./AvatarSession.js"
+export * as AvatarSimulator from "./AvatarSimulator.js"
+export * as Connection from "./Connection.js"
+export * as Discovery from "./Discovery.js"
+export * as Heartbeat from "./Heartbeat.js"
+export * as Protocol from "./Protocol.js"

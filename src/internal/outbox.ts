@@ -1,0 +1,164 @@
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
+import type { AudioStreamError } from "../AvatarError.js"
+import * as Protocol from "../Protocol.js"
+import { toBase64 } from "./base64.js"
+
+const BYTES_PER_MS = 32
+
+/** Where frames go: the live connection's socket and its message ids. */
+export interface Target {
+  readonly socket: { readonly bufferedAmount: number; send(data: string): void }
+  readonly ids: Protocol.MessageIds
+  readonly isOpen: () => boolean
+}
+
+export interface OutboxOptions {
+  readonly capacity: number
+  readonly pacing: "realtime" | "none"
+  readonly leadMs: number
+  /** The writer holds back while the socket has more than this many bytes unsent. */
+  readonly highWaterBytes: number
+}
+
+/**
+ * The bounded queue between producers and the socket, and the writer that drains it.
+ *
+ * Everything on the per-frame path is synchronous: `offer` and `pump` move frames without
+ * an Effect, a fiber or a timer. Effects appear only where somebody has to wait: a producer
+ * for space, a caller for its frames to be written.
+ *
+ * Accounting: every accepted frame is written (`written`), dropped by an interrupt
+ * (`dropped`), or still queued (`depth`), which `fail` reports as unsent.
+ */
+export class Outbox {
+  private readonly ring: Array<Uint8Array | undefined>
+  private head = 0
+  private size = 0
+  private playheadEnd = 0
+  private spaceWaiters: Array<Deferred.Deferred<void, AudioStreamError>> = []
+  private settleWaiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void, AudioStreamError> }> =
+    []
+
+  accepted = 0
+  written = 0
+  dropped = 0
+  bytesWritten = 0
+  interrupts = 0
+  target: Target | undefined = undefined
+  failure: AudioStreamError | undefined = undefined
+
+  constructor(readonly options: OutboxOptions) {
+    this.ring = new Array(options.capacity)
+  }
+
+  get depth(): number {
+    return this.size
+  }
+
+  get settled(): number {
+    return this.written + this.dropped
+  }
+
+  /** Queues frames from `from` on while there is room; returns the index of the first frame not taken. */
+  offer(frames: ReadonlyArray<Uint8Array>, from: number): number {
+    const capacity = this.options.capacity
+    let i = from
+    while (i < frames.length && this.size < capacity) {
+      this.ring[(this.head + this.size) % capacity] = frames[i]
+      this.size++
+      this.accepted++
+      i++
+    }
+    return i
+  }
+
+  /** Writes what pacing and the socket allow right now. */
+  pump(now: number): void {
+    const target = this.target
+    if (this.size === 0 || target === undefined || !target.isOpen()) return
+    const { capacity, leadMs, highWaterBytes } = this.options
+    const realtime = this.options.pacing === "realtime"
+    const socket = target.socket
+    let sent = 0
+    while (this.size > 0) {
+      if (socket.bufferedAmount > highWaterBytes) break
+      const frame = this.ring[this.head]!
+      const duration = frame.byteLength / BYTES_PER_MS
+      if (realtime) {
+        const ahead = this.playheadEnd - now
+        if (ahead > 0 && ahead + duration > leadMs) break
+        this.playheadEnd = Math.max(this.playheadEnd, now) + duration
+      }
+      socket.send(Protocol.encodeChat(target.ids.next(), toBase64(frame)))
+      this.ring[this.head] = undefined
+      this.head = (this.head + 1) % capacity
+      this.size--
+      this.written++
+      this.bytesWritten += frame.byteLength
+      sent++
+    }
+    if (sent > 0) this.wake()
+  }
+
+  /** Drops every queued frame and restarts the pacing clock; returns how many were dropped. */
+  interrupt(now: number): number {
+    const dropped = this.size
+    for (let i = 0; i < this.size; i++) this.ring[(this.head + i) % this.options.capacity] = undefined
+    this.head = 0
+    this.size = 0
+    this.dropped += dropped
+    this.interrupts++
+    this.playheadEnd = now
+    this.wake()
+    return dropped
+  }
+
+  /** Ends the outbox: waiting and later producers fail with `error`. Returns the frames left unsent. */
+  fail(error: AudioStreamError): number {
+    if (this.failure === undefined) this.failure = error
+    const spaceWaiters = this.spaceWaiters
+    const settleWaiters = this.settleWaiters
+    this.spaceWaiters = []
+    this.settleWaiters = []
+    for (const deferred of spaceWaiters) Deferred.unsafeDone(deferred, Effect.fail(this.failure))
+    for (const waiter of settleWaiters) Deferred.unsafeDone(waiter.deferred, Effect.fail(this.failure))
+    return this.size
+  }
+
+  /** Waits until there is room for at least one frame. */
+  awaitSpace(): Effect.Effect<void, AudioStreamError> {
+    if (this.failure) return Effect.fail(this.failure)
+    if (this.size < this.options.capacity) return Effect.void
+    const deferred = Deferred.unsafeMake<void, AudioStreamError>(FiberId.none)
+    this.spaceWaiters.push(deferred)
+    return Deferred.await(deferred)
+  }
+
+  /** Waits until frames up to `seq` (an `accepted` count) are written or dropped. */
+  awaitSettled(seq: number): Effect.Effect<void, AudioStreamError> {
+    if (this.settled >= seq) return Effect.void
+    if (this.failure) return Effect.fail(this.failure)
+    const deferred = Deferred.unsafeMake<void, AudioStreamError>(FiberId.none)
+    this.settleWaiters.push({ seq, deferred })
+    return Deferred.await(deferred)
+  }
+
+  private wake(): void {
+    if (this.spaceWaiters.length > 0 && this.size < this.options.capacity) {
+      const waiters = this.spaceWaiters
+      this.spaceWaiters = []
+      for (const deferred of waiters) Deferred.unsafeDone(deferred, Effect.void)
+    }
+    if (this.settleWaiters.length > 0) {
+      const settled = this.settled
+      const still: typeof this.settleWaiters = []
+      for (const waiter of this.settleWaiters) {
+        if (waiter.seq <= settled) Deferred.unsafeDone(waiter.deferred, Effect.void)
+        else still.push(waiter)
+      }
+      this.settleWaiters = still
+    }
+  }
+}
