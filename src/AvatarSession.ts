@@ -499,7 +499,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         if (outbox.failure) return Effect.fail(outbox.failure)
         if (outbox.interrupts !== epoch) return Effect.succeed(false)
         index = outbox.offer(frames, index)
-        outbox.pump(frameClock.now())
+        // what cannot go out now goes out on the shared clock's next ticks
+        if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
         if (index >= frames.length) return Effect.succeed(true)
         return Effect.zipRight(outbox.awaitSpace(), step)
       })
@@ -581,8 +582,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     // lifecycle
     // ------------------------------------------------------------------
 
-    const unregister = frameClock.register(outbox)
-
     const endSession = (error: Option.Option<AvatarError>) =>
       Effect.gen(function* () {
         const unsent = outbox.fail(
@@ -598,7 +597,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         yield* Effect.annotateCurrentSpan("akool.frames_unsent", unsent)
         outbox.target = undefined
         agoraConnected = false
-        unregister()
+        frameClock.cancel(outbox)
         yield* setState(SessionState.Closed({ error }))
         yield* Option.match(error, {
           onNone: () => Deferred.succeed(ended, undefined),

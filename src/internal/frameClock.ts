@@ -1,24 +1,28 @@
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 
-/** Something the clock wakes: a session's writer. `pump` must be synchronous and cheap. */
+/** Something the clock wakes: a session's writer. `pump` is synchronous and cheap; it returns whether work is left. */
 export interface Pumpable {
-  readonly pump: (now: number) => void
+  readonly pump: (now: number) => boolean
 }
 
 export interface FrameClockService {
-  /** Wakes `writer` on every tick until the returned function is called. */
-  readonly register: (writer: Pumpable) => () => void
+  /** Wakes `writer` on every tick until its `pump` reports nothing left. */
+  readonly schedule: (writer: Pumpable) => void
+  /** Stops waking `writer`. */
+  readonly cancel: (writer: Pumpable) => void
   readonly now: () => number
-  readonly tickMs: number
 }
 
 /**
- * One clock for every session in the process. A timer (or an `Effect.sleep` loop) per
- * session is what breaks at a few hundred sessions; one loop that wakes every writer keeps
- * a thousand on time. It runs on the Effect `Clock`, so tests drive it with the TestClock.
+ * One clock for every session of a client. A timer (or an `Effect.sleep` loop) per session
+ * is what breaks at a few hundred sessions; one loop that wakes every writer with queued
+ * audio keeps a thousand on time. It sleeps on nothing while no writer has work, and runs
+ * on the Effect `Clock`, so tests drive it with the TestClock.
  */
 export class FrameClock extends Context.Tag("akool-streaming-avatar/internal/FrameClock")<
   FrameClock,
@@ -30,23 +34,33 @@ export const DEFAULT_TICK = Duration.millis(10)
 export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
   Effect.gen(function* () {
     const clock = yield* Effect.clock
-    const writers = new Set<Pumpable>()
+    const active = new Set<Pumpable>()
+    let wake = Deferred.unsafeMake<void>(FiberId.none)
     const now = () => clock.unsafeCurrentTimeMillis()
-    const tickAll = Effect.sync(() => {
-      if (writers.size === 0) return
-      const at = now()
-      for (const writer of writers) writer.pump(at)
+
+    const idle = Effect.suspend(() => {
+      if (active.size > 0) return Effect.void
+      wake = Deferred.unsafeMake<void>(FiberId.none)
+      return Deferred.await(wake)
     })
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(tick), tickAll)))
+    const tickAll = Effect.sync(() => {
+      const at = now()
+      for (const writer of active) {
+        if (!writer.pump(at)) active.delete(writer)
+      }
+    })
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, Effect.zipRight(Effect.sleep(tick), tickAll))))
+
     return {
-      register: (writer: Pumpable) => {
-        writers.add(writer)
-        return () => {
-          writers.delete(writer)
-        }
+      schedule: (writer: Pumpable) => {
+        if (active.has(writer)) return
+        active.add(writer)
+        Deferred.unsafeDone(wake, Effect.void)
       },
-      now,
-      tickMs: Duration.toMillis(tick)
+      cancel: (writer: Pumpable) => {
+        active.delete(writer)
+      },
+      now
     } satisfies FrameClockService
   })
 

@@ -74,10 +74,10 @@ export class Outbox {
     return i
   }
 
-  /** Writes what pacing and the socket allow right now. */
-  pump(now: number): void {
+  /** Writes what pacing and the socket allow right now; returns whether frames are left. */
+  pump(now: number): boolean {
     const target = this.target
-    if (this.size === 0 || target === undefined || !target.isOpen()) return
+    if (this.size === 0 || target === undefined || !target.isOpen()) return this.size > 0
     const { capacity, leadMs, highWaterBytes } = this.options
     const realtime = this.options.pacing === "realtime"
     const socket = target.socket
@@ -100,6 +100,7 @@ export class Outbox {
       sent++
     }
     if (sent > 0) this.wake()
+    return this.size > 0
   }
 
   /** Drops every queued frame and restarts the pacing clock; returns how many were dropped. */
