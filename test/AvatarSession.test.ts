@@ -367,3 +367,31 @@ describe("AvatarSession connecting", () => {
     }).pipe(Effect.scoped)
   )
 })
+
+describe("AvatarSession when the connection drops", () => {
+  it.live("the session ends with a typed error, the sink reports unsent frames, nothing is left open", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis", outboxCapacity: 100 })
+      const speaking = yield* Effect.fork(Stream.run(Stream.make(pcm(32_000 * 5)), session.audio))
+      yield* eventually(session.info, (i) => i.audio.framesWritten >= 5)
+      yield* sim.dropAll({ code: 1011 })
+      const error = yield* Effect.flip(Fiber.join(speaking))
+      expect(error).toMatchObject({ _tag: "AudioStreamError", reason: "session-closed" })
+      expect(error.unsentFrames).toBeGreaterThan(0)
+      expect(error.message).toContain("1011")
+      const state = yield* SubscriptionRef.get(session.state)
+      expect(state).toMatchObject({
+        _tag: "Closed",
+        error: { _tag: "Some", value: { _tag: "ConnectionError", reason: "closed", code: 1011 } }
+      })
+      expect(yield* Effect.flip(session.await)).toMatchObject({ _tag: "ConnectionError", code: 1011 })
+      const info = yield* session.info
+      expect(info.connected).toBe(false)
+      // accounting: every accepted frame was written or is reported unsent
+      expect(info.audio.framesWritten + error.unsentFrames!).toBe(info.audio.framesAccepted)
+      expect(yield* sim.openConnections).toBe(0)
+    }).pipe(Effect.scoped)
+  )
+})

@@ -1,0 +1,129 @@
+/**
+ * Time-driven behaviour on the TestClock: the simulator and the client are built inside
+ * the test, so the heartbeat, the pacing clock and the simulator's arrival times all run
+ * on test time, while the sockets do real I/O on loopback.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as TestClock from "effect/TestClock"
+import { AvatarSimulator } from "../src/index.js"
+import { clientFor, eventually, io, pcm } from "./support.js"
+
+const AVATAR = "dvp_Tristan_cloth2_1080P"
+const FRAME_MS = 40
+
+describe("AvatarSession on the TestClock", () => {
+  it.scoped("pings every heartbeatInterval; a pong later than heartbeatTimeout ends the session", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({
+        avatarId: AVATAR,
+        heartbeatInterval: "30 seconds",
+        heartbeatTimeout: "10 seconds"
+      })
+      const pings = sim.sessions.pipe(Effect.map((s) => s[0]!.pings))
+
+      yield* TestClock.adjust("29 seconds")
+      yield* io()
+      expect(yield* pings).toBe(0)
+      yield* TestClock.adjust("1 second")
+      yield* eventually(pings, (n) => n === 1)
+      yield* io(50) // the pong comes back over the socket
+      yield* TestClock.adjust("30 seconds")
+      yield* eventually(pings, (n) => n === 2)
+      yield* io(50)
+      expect((yield* SubscriptionRef.get(session.state))._tag).toBe("Ready")
+
+      // the peer stops answering: the next ping goes unanswered
+      yield* sim.setFaults(0, { noPong: true })
+      yield* TestClock.adjust("30 seconds")
+      yield* eventually(pings, (n) => n === 3)
+      yield* TestClock.adjust("9 seconds")
+      yield* io()
+      expect((yield* SubscriptionRef.get(session.state))._tag).toBe("Ready")
+      yield* TestClock.adjust("1 second")
+      const state = yield* eventually(SubscriptionRef.get(session.state), (s) => s._tag === "Closed")
+      expect(state).toMatchObject({
+        _tag: "Closed",
+        error: { _tag: "Some", value: { _tag: "ConnectionError", reason: "heartbeat" } }
+      })
+      const ended = yield* Effect.exit(session.await)
+      expect(Exit.isFailure(ended)).toBe(true)
+      expect(yield* Effect.flip(session.await)).toMatchObject({ _tag: "ConnectionError", reason: "heartbeat" })
+      expect(yield* Effect.flip(session.interrupt)).toMatchObject({ _tag: "ConnectionError", reason: "closed" })
+      yield* eventually(sim.openConnections, (n) => n === 0)
+    })
+  )
+
+  it.scoped("real-time pacing stays within lead of playback and keeps up with it", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, lead: "1 second", outboxCapacity: 400 })
+      const audio = pcm(32_000 * 5)
+      const start = yield* TestClock.currentTimeMillis
+      const speaking = yield* Effect.fork(Stream.run(Stream.make(audio), session.audio))
+      const frames = sim.sessions.pipe(Effect.map((s) => s[0]!.frames))
+
+      // at once: one second of audio, no more
+      yield* eventually(frames, (f) => f.length === 25)
+      yield* io()
+      expect((yield* frames).length).toBe(25)
+
+      for (let step = 1; step <= 25; step++) {
+        yield* TestClock.adjust("200 millis")
+        const elapsed = step * 200
+        const due = Math.min(125, Math.floor((elapsed + 1000) / FRAME_MS))
+        yield* eventually(frames, (f) => f.length >= due)
+        const sent = (yield* session.info).audio.framesWritten
+        // never more than `lead` ahead of playback, never behind it by more than a frame
+        expect(sent).toBeLessThanOrEqual(Math.floor((elapsed + 1000) / FRAME_MS))
+        expect(sent).toBeGreaterThanOrEqual(due)
+      }
+      yield* Fiber.join(speaking)
+      const all = yield* frames
+      expect(all).toHaveLength(125)
+      all.forEach((frame, k) => {
+        // frame k starts playing at k * 40 ms; it never arrives more than `lead` before that
+        expect(frame.at - start).toBeGreaterThanOrEqual(k * FRAME_MS - 1000)
+      })
+      expect(yield* sim.audio(session.sessionId)).toStrictEqual(audio)
+    })
+  )
+
+  it.scoped("a producer faster than the wire is held back, not buffered without bound", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const capacity = 10
+      const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis", outboxCapacity: capacity })
+      let pulled = 0
+      // 30 s of speech, one 40 ms chunk at a time, produced as fast as it is pulled
+      const speech = Stream.range(1, 750).pipe(
+        Stream.rechunk(1),
+        Stream.map((i) => pcm(1280, i)),
+        Stream.tap(() => Effect.sync(() => pulled++))
+      )
+      const speaking = yield* Effect.fork(Stream.run(speech, session.audio))
+      yield* eventually(session.info, (i) => i.audio.framesWritten === 5)
+      yield* io(50)
+      // written (5, the lead) + queued (capacity) + the chunk waiting for space
+      expect(pulled).toBeLessThanOrEqual(5 + capacity + 1)
+      expect((yield* session.info).audio.framesQueued).toBe(capacity)
+
+      yield* TestClock.adjust("2 seconds")
+      yield* eventually(session.info, (i) => i.audio.framesWritten >= 55)
+      yield* io(50)
+      expect(pulled).toBeLessThanOrEqual(55 + capacity + 1)
+      expect((yield* session.info).audio.framesQueued).toBeLessThanOrEqual(capacity)
+      yield* Fiber.interrupt(speaking)
+      // closing flushes queued audio in real time; drop it instead, so the test clock need not run
+      yield* session.interrupt
+    })
+  )
+})
