@@ -1,0 +1,81 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { WebSocketServer } from "ws"
+import { AvatarConfig, Connection, Protocol } from "../src/index.js"
+import { API_KEY } from "./support.js"
+
+/**
+ * A hand-written peer for what the simulator does not do on purpose: acknowledging
+ * commands in the reverse order of their arrival.
+ */
+const reversingPeer = (commands: number) =>
+  Effect.acquireRelease(
+    Effect.async<{
+      readonly port: number
+      readonly server: WebSocketServer
+      readonly headers: Array<Record<string, unknown>>
+    }>((resume) => {
+      const headers: Array<Record<string, unknown>> = []
+      const server = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () =>
+        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, headers }))
+      )
+      server.on("connection", (socket, request) => {
+        headers.push({ ...request.headers, url: request.url })
+        socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
+        const mids: Array<string> = []
+        socket.on("message", (data) => {
+          const message = JSON.parse(String(data))
+          if (message.type !== "command") return
+          mids.push(message.mid)
+          if (mids.length === commands) {
+            for (const mid of mids.reverse()) {
+              socket.send(
+                JSON.stringify({ v: 2, type: "ack", mid: `a-${mid}`, pld: { original_mid: mid, status: "success" } })
+              )
+            }
+          }
+        })
+      })
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        for (const client of server.clients) client.terminate()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+const connectionLayer = Connection.layerWebSocketConstructorNode.pipe(
+  Layer.provideMerge(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) }))
+)
+
+describe("Connection", () => {
+  it.live("acks that come back in reverse order still answer the right commands", () =>
+    Effect.gen(function* () {
+      const peer = yield* reversingPeer(3)
+      const context = yield* Layer.build(connectionLayer)
+      const connection = yield* Connection.make({
+        instance: {
+          host: "127.0.0.1",
+          port: peer.port,
+          avatarId: "a",
+          status: "available",
+          healthy: true,
+          scheme: "ws"
+        },
+        sessionId: "session one/ä",
+        avatarId: "avatar&id"
+      }).pipe(Effect.provide(context))
+      const messages = [1, 2, 3].map(() => Protocol.interrupt(connection.ids.next()))
+      const acks = yield* Effect.all(
+        messages.map((m) => connection.request(m, "2 seconds")),
+        { concurrency: "unbounded" }
+      )
+      expect(acks.map((a) => a.pld.original_mid)).toStrictEqual(messages.map((m) => m.mid))
+      // the header carries the key, and the query is URL-encoded
+      expect(peer.headers[0]!.api_key).toBe(API_KEY)
+      expect(peer.headers[0]!.url).toBe("/streamingAvatar/ws/v1?session_id=session+one%2F%C3%A4&avatar_id=avatar%26id")
+    }).pipe(Effect.scoped)
+  )
+})
