@@ -18,9 +18,9 @@ const reversingPeer = (commands: number) =>
       readonly headers: Array<Record<string, unknown>>
     }>((resume) => {
       const headers: Array<Record<string, unknown>> = []
-      const server = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () =>
+      const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => {
         resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, headers }))
-      )
+      })
       server.on("connection", (socket, request) => {
         headers.push({ ...request.headers, url: request.url })
         socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
