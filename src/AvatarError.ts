@@ -22,8 +22,8 @@ export const TypeId: unique symbol = Symbol.for("akool-streaming-avatar/AvatarEr
 export type TypeId = typeof TypeId
 
 /**
- * The key was refused: by discovery (HTTP 401 or `code` 4001), by the WebSocket
- * (close code 4001, refused upgrade 401/403), or by a server `error` message. Never retried.
+ * The key was refused: by discovery (HTTP 401/403 or `code` 4001) or by the WebSocket
+ * (close code 4001, refused upgrade 401/403). Never retried.
  *
  * @since 0.1.0
  * @category errors
@@ -31,7 +31,7 @@ export type TypeId = typeof TypeId
 export class AuthenticationError extends Schema.TaggedError<AuthenticationError>(
   "akool-streaming-avatar/AuthenticationError"
 )("AuthenticationError", {
-  source: Schema.Literal("discovery", "websocket", "server", "configuration"),
+  source: Schema.Literal("discovery", "websocket"),
   message: Schema.String
 }) {
   /** @since 0.1.0 */
@@ -78,7 +78,8 @@ export class ServiceDiscoveryError extends Schema.TaggedError<ServiceDiscoveryEr
  * - `occupied`: close code 4003, the instance already has a session (another instance may serve)
  * - `too-soon`: close code 4004, reconnecting too soon (wait, then retry)
  * - `closed`: the connection ended without being asked to
- * - `heartbeat`: no `pong` within `heartbeatTimeout` of a `ping`
+ * - `heartbeat`: no `pong` (nor any other message) within `heartbeatTimeout` of a `ping`
+ * - `stalled`: the peer stopped reading: unsent bytes stayed above the high-water mark for `stallTimeout`
  *
  * @since 0.1.0
  * @category errors
@@ -86,7 +87,7 @@ export class ServiceDiscoveryError extends Schema.TaggedError<ServiceDiscoveryEr
 export class ConnectionError extends Schema.TaggedError<ConnectionError>("akool-streaming-avatar/ConnectionError")(
   "ConnectionError",
   {
-    reason: Schema.Literal("timeout", "refused", "occupied", "too-soon", "closed", "heartbeat"),
+    reason: Schema.Literal("timeout", "refused", "occupied", "too-soon", "closed", "heartbeat", "stalled"),
     message: Schema.String,
     instance: Schema.optional(Schema.String),
     code: Schema.optional(Schema.Number)
@@ -110,7 +111,7 @@ export class ConnectionError extends Schema.TaggedError<ConnectionError>("akool-
 export class AudioStreamError extends Schema.TaggedError<AudioStreamError>("akool-streaming-avatar/AudioStreamError")(
   "AudioStreamError",
   {
-    reason: Schema.Literal("odd-length", "not-pcm", "session-closed", "invalid-option"),
+    reason: Schema.Literal("odd-length", "not-pcm", "session-closed"),
     message: Schema.String,
     unsentFrames: Schema.optional(Schema.Number)
   }

@@ -6,14 +6,17 @@
  * @since 0.1.0
  */
 import * as Socket from "@effect/platform/Socket"
+import * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -53,7 +56,7 @@ export type SessionState = Data.TaggedEnum<{
   Connecting: { readonly attempt: number }
   Ready: { readonly instance: string }
   Streaming: { readonly instance: string }
-  Reconnecting: { readonly attempt: number; readonly cause: AvatarError }
+  Reconnecting: { readonly attempt: number; readonly cause: AvatarError; readonly unconfirmedFrames: number }
   Closed: { readonly error: Option.Option<AvatarError> }
 }>
 
@@ -94,6 +97,11 @@ export interface Options {
   readonly commandTimeout?: Duration.DurationInput | undefined
   readonly heartbeatInterval?: Duration.DurationInput | undefined
   readonly heartbeatTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long the socket may hold more than `highWaterBytes` unsent before the peer counts as
+   * stalled and the connection as dropped (default 10 seconds).
+   */
+  readonly stallTimeout?: Duration.DurationInput | undefined
   /** Sent right after connecting; the session is returned once they are acknowledged and Agora is connected. */
   readonly params?: Protocol.AvatarParams | undefined
 }
@@ -116,6 +124,8 @@ export interface ConnectionInfo {
     readonly healthy: boolean
   } | null
   readonly availableServicesCount: number
+  /** How many times the session reconnected after a drop. */
+  readonly reconnects: number
   readonly audio: {
     /** Frames taken from producers. */
     readonly framesAccepted: number
@@ -125,6 +135,11 @@ export interface ConnectionInfo {
     readonly framesDropped: number
     /** Frames waiting in the outbox. */
     readonly framesQueued: number
+    /**
+     * Frames written to a connection that then dropped before a pong or an ack confirmed
+     * them: they may not have arrived. Never re-sent (that could repeat speech).
+     */
+    readonly framesUnconfirmed: number
     readonly bytesWritten: number
   }
 }
@@ -252,6 +267,9 @@ const validate = (options: Options, config: AvatarConfigModule.Resolved) =>
         "heartbeatTimeout",
         options.heartbeatTimeout,
         config.heartbeatTimeout
+      ),
+      stallMs: Duration.toMillis(
+        yield* AvatarConfigModule.validDuration("stallTimeout", options.stallTimeout, Duration.seconds(10))
       )
     }
   })
@@ -313,7 +331,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     const frameClock = yield* FrameClock
     const opts = yield* validate(options, config)
     const { avatarId, sessionId } = opts
-    const sessionScope = yield* Effect.scope
     // picked, not the whole context: that would carry the caller's Scope along
     const connectionContext = Context.pick(
       AvatarConfig,
@@ -327,109 +344,82 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       capacity: opts.capacity,
       pacing: opts.pacing,
       leadMs: opts.leadMs,
-      highWaterBytes: opts.highWaterBytes
+      highWaterBytes: opts.highWaterBytes,
+      stallMs: opts.stallMs
     })
     const frameBytes = Audio.frameBytes(opts.frameMs)
 
-    let current: { readonly connection: Connection.Connection; readonly scope: Scope.CloseableScope } | undefined
+    /** A connection in use, and how much of the audio written on it the server confirmed. */
+    interface Live {
+      readonly connection: Connection.Connection
+      readonly scope: Scope.CloseableScope
+      /** `outbox.written` up to which a pong or an ack confirmed arrival. */
+      confirmed: number
+    }
+
+    let current: Live | undefined
+    // completes when a connection is usable; a new one replaces it at every drop
+    let ready = Deferred.unsafeMake<Connection.Connection, AvatarError>(FiberId.none)
     let instances: ReadonlyArray<Discovery.Instance> = []
     let instanceIndex = 0
     let agoraConnected = false
     let closing = false
     let producers = 0
+    let reconnects = 0
+    let unconfirmed = 0
+    let lastParams: Protocol.AvatarParams | undefined
 
     const setState = (next: SessionState) => SubscriptionRef.set(state, next)
     const instanceLabel = () => (current ? Discovery.label(current.connection.instance) : "")
-
-    // ------------------------------------------------------------------
-    // connecting
-    // ------------------------------------------------------------------
-
-    const connectOnce = Effect.gen(function* () {
-      if (instances.length === 0) {
-        instances = yield* discovery.instances(avatarId)
-        instanceIndex = 0
-      }
-      const instance = instances[instanceIndex % instances.length]!
-      // not a child of the session scope: the session finalizer must still hold the connection
-      // to flush and send leave_channel, and it closes this scope itself
-      const scope = yield* Scope.make(ExecutionStrategy.sequential)
-      const connection = yield* Connection.make({
-        instance,
-        sessionId,
-        avatarId,
-        messages: events,
-        connectionTimeout: opts.connectionTimeout
-      }).pipe(
-        Scope.extend(scope),
-        Effect.provide(connectionContext),
-        Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
-      )
-      yield* Heartbeat.start(connection, {
-        interval: opts.heartbeatInterval,
-        timeout: opts.heartbeatTimeout
-      }).pipe(Scope.extend(scope))
-      return { connection, scope }
-    }).pipe(
-      Effect.tapError((error) =>
-        Effect.sync(() => {
-          // where the next attempt goes: another instance, unless the service only asked us to wait
-          if (error._tag === "ConnectionError" && error.reason !== "too-soon") instanceIndex++
-          if (error._tag === "ServiceDiscoveryError") instances = []
-          if (instances.length > 0 && instanceIndex >= instances.length) {
-            instances = []
-          }
-        })
-      )
-    )
-
-    const connect = Effect.gen(function* () {
-      let attempts = 0
-      const attempt = Effect.suspend(() => {
-        attempts++
-        return Effect.zipRight(
-          attempts > 1 ? setState(SessionState.Connecting({ attempt: attempts })) : Effect.void,
-          connectOnce
-        )
-      })
-      const schedule = options.retry ?? defaultRetry(config.maxRetryAttempts)
-      return yield* attempt.pipe(
-        Effect.retry({ schedule, while: (error) => error.retryable }),
-        Effect.catchAll(
-          (error): Effect.Effect<never, AvatarError> =>
-            error.retryable
-              ? Effect.fail(
-                  new RetryError({
-                    attempts,
-                    lastError: error as RetryError["lastError"],
-                    message: `Could not connect after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${error.message}`
-                  })
-                )
-              : Effect.fail(error)
-        )
-      )
-    }).pipe(
-      Effect.withSpan("AvatarSession.connect", {
-        attributes: { "akool.session_id": sessionId, "akool.avatar_id": avatarId }
-      })
-    )
+    const confirm = (live: Live, mark: number) => {
+      if (mark > live.confirmed) live.confirmed = mark
+    }
 
     // ------------------------------------------------------------------
     // commands
     // ------------------------------------------------------------------
 
-    const liveConnection = Effect.suspend(() => {
-      if (current?.connection.isOpen()) return Effect.succeed(current.connection)
-      return Effect.fail(
-        new ConnectionError({
-          reason: "closed",
-          instance: instanceLabel(),
-          message: "The session has no open connection"
+    /** The open connection; while (re)connecting, waits for the next one, bounded by `timeout`. */
+    const awaitConnection = (
+      command: string,
+      timeout: Duration.Duration
+    ): Effect.Effect<Connection.Connection, AvatarError> => {
+      const attempt: Effect.Effect<Connection.Connection, AvatarError> = Effect.suspend(() => {
+        if (current?.connection.isOpen()) return Effect.succeed(current.connection)
+        return Deferred.await(ready).pipe(
+          // a connection that dropped a moment ago, before its replacement was announced
+          Effect.flatMap((connection) =>
+            connection.isOpen()
+              ? Effect.succeed(connection)
+              : Effect.zipRight(Effect.sleep(Duration.millis(5)), attempt)
+          )
+        )
+      })
+      return attempt.pipe(
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () =>
+            new CommandError({
+              reason: "timeout",
+              command,
+              mid: "",
+              message: `${command} waited ${Duration.format(timeout)} for the session to reconnect`
+            })
         })
       )
-    })
+    }
 
-    const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, command: Protocol.ClientMessage) =>
+    /** Sends a command on the open connection and awaits its ack; the ack confirms the audio written before it. */
+    const command = (name: string, build: (mid: string) => Protocol.ClientMessage) =>
+      Effect.gen(function* () {
+        const connection = yield* awaitConnection(name, opts.commandTimeout)
+        const mark = outbox.written
+        const ack = yield* connection.request(build(connection.ids.next()), opts.commandTimeout)
+        if (current?.connection === connection) confirm(current, mark)
+        return ack
+      })
+
+    const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, mid: string) =>
       Queue.take(subscription).pipe(
         Effect.repeat({ until: (m) => m.type === "system" && m.pld.status === "agora_connected" }),
         Effect.timeoutFail({
@@ -438,29 +428,45 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
             new CommandError({
               reason: "agora-timeout",
               command: "set-params",
-              mid: command.mid,
+              mid,
               message: `set-params was acknowledged but Agora did not connect within ${Duration.format(opts.connectionTimeout)}`
             })
         })
       )
 
-    const applyParams = (params: Protocol.AvatarParams) =>
+    /** set-params on one connection: its ack, then agora_connected. */
+    const applyParams = (connection: Connection.Connection, params: Protocol.AvatarParams) =>
       Effect.scoped(
         Effect.gen(function* () {
-          const connection = yield* liveConnection
           // subscribe before sending, so agora_connected cannot slip past
           const subscription = yield* PubSub.subscribe(events)
           const message = Protocol.setParams(connection.ids.next(), params)
           agoraConnected = false
           yield* connection.request(message, opts.commandTimeout)
-          yield* awaitAgora(subscription, message)
+          yield* awaitAgora(subscription, message.mid)
           agoraConnected = true
         })
       )
 
     const setParams = (params: Protocol.AvatarParams): Effect.Effect<void, AvatarError> =>
       validateParams(params).pipe(
-        Effect.flatMap(applyParams),
+        Effect.flatMap((valid) =>
+          Effect.gen(function* () {
+            const previous = lastParams
+            // remembered before the answer: a reconnect in between re-applies them
+            lastParams = valid
+            const connection = yield* awaitConnection("set-params", opts.commandTimeout)
+            yield* applyParams(connection, valid).pipe(
+              Effect.tapError((error) =>
+                Effect.sync(() => {
+                  if (error._tag === "ServerError" || (error._tag === "CommandError" && error.reason === "rejected")) {
+                    lastParams = previous
+                  }
+                })
+              )
+            )
+          })
+        ),
         Effect.withSpan("AvatarSession.setParams", {
           attributes: {
             "akool.session_id": sessionId,
@@ -473,9 +479,123 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     const interrupt: Effect.Effect<void, AvatarError> = Effect.gen(function* () {
       const dropped = outbox.interrupt(frameClock.now())
       yield* Effect.annotateCurrentSpan("akool.frames_dropped", dropped)
-      const connection = yield* liveConnection
-      yield* connection.request(Protocol.interrupt(connection.ids.next()), opts.commandTimeout)
+      yield* command("interrupt", Protocol.interrupt)
     }).pipe(Effect.withSpan("AvatarSession.interrupt", { attributes: { "akool.session_id": sessionId } }))
+
+    // ------------------------------------------------------------------
+    // connecting
+    // ------------------------------------------------------------------
+
+    const connectOnce = (reapply: boolean) =>
+      Effect.gen(function* () {
+        if (instances.length === 0) {
+          instances = yield* discovery.instances(avatarId)
+          instanceIndex = 0
+        }
+        const instance = instances[instanceIndex % instances.length]!
+        // not a child of the session scope: the session finalizer must still hold the connection
+        // to flush and send leave_channel, and it closes this scope itself
+        const scope = yield* Scope.make(ExecutionStrategy.sequential)
+        const connection = yield* Connection.make({
+          instance,
+          sessionId,
+          avatarId,
+          messages: events,
+          connectionTimeout: opts.connectionTimeout
+        }).pipe(
+          Scope.extend(scope),
+          Effect.provide(connectionContext),
+          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+        )
+        const live: Live = { connection, scope, confirmed: outbox.written }
+        yield* Heartbeat.start(connection, {
+          interval: opts.heartbeatInterval,
+          timeout: opts.heartbeatTimeout,
+          mark: () => outbox.written,
+          onConfirmed: (mark) => confirm(live, mark)
+        }).pipe(Scope.extend(scope))
+        if (reapply && lastParams !== undefined) {
+          yield* applyParams(connection, lastParams).pipe(
+            Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+          )
+        }
+        return live
+      }).pipe(
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            // where the next attempt goes: another instance, unless the service only asked us to wait
+            if (
+              error._tag !== "ServiceDiscoveryError" &&
+              !(error._tag === "ConnectionError" && error.reason === "too-soon")
+            ) {
+              instanceIndex++
+            }
+            if (error._tag === "ServiceDiscoveryError" || instanceIndex >= instances.length) instances = []
+          })
+        )
+      )
+
+    const connect = (phase: "connect" | "reconnect", cause?: AvatarError) =>
+      Effect.gen(function* () {
+        let attempts = 0
+        const attempt = Effect.suspend(() => {
+          attempts++
+          const announce =
+            phase === "reconnect"
+              ? setState(
+                  SessionState.Reconnecting({ attempt: attempts, cause: cause!, unconfirmedFrames: unconfirmed })
+                )
+              : attempts > 1
+                ? setState(SessionState.Connecting({ attempt: attempts }))
+                : Effect.void
+          return Effect.zipRight(announce, connectOnce(phase === "reconnect"))
+        })
+        const schedule = options.retry ?? defaultRetry(config.maxRetryAttempts)
+        return yield* attempt.pipe(
+          Effect.retry({ schedule, while: (error) => error.retryable }),
+          Effect.catchAll(
+            (error): Effect.Effect<never, AvatarError> =>
+              error.retryable
+                ? Effect.fail(
+                    new RetryError({
+                      attempts,
+                      lastError: error as RetryError["lastError"],
+                      message: `Could not ${phase} after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${error.message}`
+                    })
+                  )
+                : Effect.fail(error)
+          )
+        )
+      }).pipe(
+        Effect.withSpan(phase === "connect" ? "AvatarSession.connect" : "AvatarSession.reconnect", {
+          attributes: { "akool.session_id": sessionId, "akool.avatar_id": avatarId }
+        })
+      )
+
+    /** Makes a connection the one the writer and the commands use. */
+    const activate = (live: Live) =>
+      Effect.suspend(() => {
+        current = live
+        const connection = live.connection
+        outbox.target = {
+          socket: connection.socket,
+          ids: connection.ids,
+          isOpen: connection.isOpen,
+          onStall: (bufferedBytes) =>
+            connection.unsafeAbort(
+              new ConnectionError({
+                reason: "stalled",
+                instance: Discovery.label(connection.instance),
+                message: `The instance ${Discovery.label(connection.instance)} stopped reading: ${bufferedBytes} bytes stayed unsent for ${opts.stallMs} ms`
+              })
+            )
+        }
+        Deferred.unsafeDone(ready, Effect.succeed(connection))
+        // frames that waited through a reconnect go out first, in order
+        if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
+        const instance = Discovery.label(connection.instance)
+        return setState(producers > 0 ? SessionState.Streaming({ instance }) : SessionState.Ready({ instance }))
+      })
 
     // ------------------------------------------------------------------
     // audio
@@ -584,20 +704,27 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     const endSession = (error: Option.Option<AvatarError>) =>
       Effect.gen(function* () {
-        const unsent = outbox.fail(
+        const queued = outbox.depth
+        const doubt = unconfirmed > 0 ? ` (${unconfirmed} written frame(s) were never confirmed by the server)` : ""
+        outbox.fail(
           new AudioStreamError({
             reason: "session-closed",
-            unsentFrames: outbox.depth,
+            unsentFrames: queued,
             message: Option.match(error, {
-              onNone: () => `The session was closed; ${outbox.depth} queued frame(s) were not sent`,
-              onSome: (e) => `The session ended (${e.message}); ${outbox.depth} queued frame(s) were not sent`
+              onNone: () => `The session was closed; ${queued} queued frame(s) were not sent${doubt}`,
+              onSome: (e) => `The session ended (${e.message}); ${queued} queued frame(s) were not sent${doubt}`
             })
           })
         )
-        yield* Effect.annotateCurrentSpan("akool.frames_unsent", unsent)
+        yield* Effect.annotateCurrentSpan("akool.frames_unsent", queued)
         outbox.target = undefined
         agoraConnected = false
         frameClock.cancel(outbox)
+        const reason = Option.getOrElse(
+          error,
+          (): AvatarError => new ConnectionError({ reason: "closed", message: "The session was closed" })
+        )
+        Deferred.unsafeDone(ready, Effect.fail(reason))
         yield* setState(SessionState.Closed({ error }))
         yield* Option.match(error, {
           onNone: () => Deferred.succeed(ended, undefined),
@@ -605,25 +732,44 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         })
       })
 
-    const watch = (connection: Connection.Connection) =>
-      Deferred.await(connection.closed).pipe(
-        Effect.catchAll((dropped) =>
-          closing
-            ? Effect.void
-            : Effect.gen(function* () {
-                yield* Effect.logWarning("Avatar session connection dropped").pipe(
-                  Effect.annotateLogs({
-                    sessionId,
-                    instance: Discovery.label(connection.instance),
-                    reason: dropped.message
-                  })
-                )
-                yield* endSession(Option.some(dropped))
-                if (current) yield* Scope.close(current.scope, Exit.void)
-                current = undefined
-              })
+    /** Watches the connection in use; when it drops, reconnects and resumes, or ends the session. */
+    const supervise: Effect.Effect<void> = Effect.gen(function* () {
+      while (true) {
+        const live = current
+        if (live === undefined) return
+        const exit = yield* Effect.exit(Deferred.await(live.connection.closed))
+        if (closing || Exit.isSuccess(exit)) return
+        const dropped = Option.getOrElse(
+          Cause.failureOption(exit.cause),
+          (): Connection.DropError => new ConnectionError({ reason: "closed", message: "The connection ended" })
         )
-      )
+        // written on this connection after the last pong or ack: may not have arrived
+        const doubtful = outbox.written - live.confirmed
+        unconfirmed += doubtful
+        outbox.target = undefined
+        frameClock.cancel(outbox)
+        agoraConnected = false
+        current = undefined
+        ready = Deferred.unsafeMake<Connection.Connection, AvatarError>(FiberId.none)
+        yield* Scope.close(live.scope, Exit.void)
+        yield* Effect.logWarning("Avatar session connection dropped").pipe(
+          Effect.annotateLogs({
+            sessionId,
+            instance: Discovery.label(live.connection.instance),
+            reason: dropped.message,
+            queuedFrames: outbox.depth,
+            unconfirmedFrames: doubtful
+          })
+        )
+        if (!dropped.retryable) return yield* endSession(Option.some(dropped))
+        // discover again: the instance may be gone
+        instances = []
+        const next = yield* Effect.either(connect("reconnect", dropped))
+        if (Either.isLeft(next)) return yield* endSession(Option.some(next.left))
+        reconnects++
+        yield* activate(next.right)
+      }
+    })
 
     // what the SDK itself learns from the message stream; it is also where odd messages are logged
     const monitor = Effect.gen(function* () {
@@ -685,11 +831,10 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       }).pipe(Effect.withSpan("AvatarSession.close", { attributes: { "akool.session_id": sessionId } }))
     )
 
-    const established = yield* connect.pipe(Effect.tapError((error) => endSession(Option.some(error))))
-    current = established
-    outbox.target = established.connection
-    yield* Effect.forkIn(watch(established.connection), sessionScope)
-    yield* setState(SessionState.Ready({ instance: Discovery.label(established.connection.instance) }))
+    const established = yield* connect("connect").pipe(Effect.tapError((error) => endSession(Option.some(error))))
+    yield* activate(established)
+    // forked after the finalizer was added, so closing the scope stops it first
+    yield* Effect.forkScoped(supervise)
 
     if (options.params) yield* setParams(options.params)
 
@@ -704,11 +849,13 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           ? { ip: instance.host, port: instance.port, status: instance.status, healthy: instance.healthy }
           : null,
         availableServicesCount: instances.length,
+        reconnects,
         audio: {
           framesAccepted: outbox.accepted,
           framesWritten: outbox.written,
           framesDropped: outbox.dropped,
           framesQueued: outbox.depth,
+          framesUnconfirmed: unconfirmed,
           bytesWritten: outbox.bytesWritten
         }
       }

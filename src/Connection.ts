@@ -58,6 +58,8 @@ export interface Connection {
   readonly messages: PubSub.PubSub<Protocol.ServerMessage>
   /** One element per `pong` received (sliding: only the latest is kept). */
   readonly pongs: Queue.Dequeue<void>
+  /** How many messages have arrived: any message shows the peer is alive. */
+  readonly inbound: () => number
   /**
    * Completes when the connection ends: with success when it was closed on request, with
    * the reason otherwise.
@@ -65,6 +67,8 @@ export interface Connection {
   readonly closed: Deferred.Deferred<void, DropError>
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>
+  /** The same, for the synchronous data plane (a stalled peer). */
+  readonly unsafeAbort: (reason: DropError) => void
   /** Closes the socket normally (code 1000). */
   readonly close: Effect.Effect<void>
 }
@@ -198,6 +202,7 @@ export const make = (
     const pending = new Map<string, Deferred.Deferred<typeof Protocol.Ack.Type, CommandError | ServerError>>()
     const ids = Protocol.makeMessageIds()
     let closing = false
+    let inbound = 0
 
     const socket = yield* Effect.acquireRelease(
       Effect.try({
@@ -242,6 +247,7 @@ export const make = (
       })
 
     const onMessage = (data: string | Uint8Array) => {
+      inbound++
       const message = Protocol.decodeServerMessage(data)
       switch (message.type) {
         case "system":
@@ -363,19 +369,25 @@ export const make = (
         return ack
       }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(message.mid))))
 
-    const abort = (reason: DropError) =>
-      Effect.sync(() => {
-        if (closing) return
-        closing = true
-        failPending(reason)
-        Deferred.unsafeDone(closed, Effect.fail(reason))
-        Deferred.unsafeDone(connected, Effect.fail(reason))
-        if (socket.readyState <= OPEN) socket.close(4000, reason._tag === "ConnectionError" ? reason.reason : "error")
-      })
+    const unsafeAbort = (reason: DropError) => {
+      if (closing) return
+      closing = true
+      failPending(reason)
+      Deferred.unsafeDone(closed, Effect.fail(reason))
+      Deferred.unsafeDone(connected, Effect.fail(reason))
+      // a peer that stopped answering may never finish a closing handshake: do not wait for one
+      const raw = socket as { terminate?: () => void }
+      if (typeof raw.terminate === "function") raw.terminate()
+      else if (socket.readyState <= OPEN)
+        socket.close(4000, reason._tag === "ConnectionError" ? reason.reason : "error")
+    }
+    const abort = (reason: DropError) => Effect.sync(() => unsafeAbort(reason))
 
-    const close = Effect.sync(() => {
+    // waits (briefly) for the closing handshake, so the peer has seen the close when this returns
+    const close = Effect.suspend(() => {
       closing = true
       if (socket.readyState <= OPEN) socket.close(1000)
+      return Effect.interruptible(Deferred.await(closed)).pipe(Effect.timeout(Duration.seconds(2)), Effect.ignore)
     })
 
     yield* Deferred.await(connected).pipe(
@@ -405,8 +417,10 @@ export const make = (
       request,
       messages,
       pongs,
+      inbound: () => inbound,
       closed,
       abort,
+      unsafeAbort,
       close
     } satisfies Connection
   })

@@ -5,12 +5,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
-import { AvatarSimulator } from "../src/index.js"
+import { type AvatarSession, AvatarSimulator } from "../src/index.js"
 import { clientFor, eventually, io, pcm } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
@@ -27,6 +26,11 @@ describe("AvatarSession on the TestClock", () => {
         heartbeatTimeout: "10 seconds"
       })
       const pings = sim.sessions.pipe(Effect.map((s) => s[0]!.pings))
+      const states: Array<AvatarSession.SessionState> = []
+      yield* session.state.changes.pipe(
+        Stream.runForEach((s) => Effect.sync(() => states.push(s))),
+        Effect.forkScoped
+      )
 
       yield* TestClock.adjust("29 seconds")
       yield* io()
@@ -46,17 +50,16 @@ describe("AvatarSession on the TestClock", () => {
       yield* TestClock.adjust("9 seconds")
       yield* io()
       expect((yield* SubscriptionRef.get(session.state))._tag).toBe("Ready")
+      yield* sim.setFaults(0, {})
       yield* TestClock.adjust("1 second")
-      const state = yield* eventually(SubscriptionRef.get(session.state), (s) => s._tag === "Closed")
-      expect(state).toMatchObject({
-        _tag: "Closed",
-        error: { _tag: "Some", value: { _tag: "ConnectionError", reason: "heartbeat" } }
-      })
-      const ended = yield* Effect.exit(session.await)
-      expect(Exit.isFailure(ended)).toBe(true)
-      expect(yield* Effect.flip(session.await)).toMatchObject({ _tag: "ConnectionError", reason: "heartbeat" })
-      expect(yield* Effect.flip(session.interrupt)).toMatchObject({ _tag: "ConnectionError", reason: "closed" })
-      yield* eventually(sim.openConnections, (n) => n === 0)
+      // detected within heartbeatInterval + heartbeatTimeout, and treated as a drop: a new connection
+      yield* eventually(session.info, (i) => i.reconnects === 1)
+      expect(states.map((s) => s._tag)).toStrictEqual(["Ready", "Reconnecting", "Ready"])
+      expect(states[1]).toMatchObject({ cause: { _tag: "ConnectionError", reason: "heartbeat" }, attempt: 1 })
+      expect((yield* SubscriptionRef.get(session.state))._tag).toBe("Ready")
+      const records = yield* sim.sessions
+      expect(records).toHaveLength(2)
+      expect(records[0]!.open).toBe(false)
     })
   )
 

@@ -5,7 +5,7 @@ import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type AvatarSession, AvatarSimulator } from "../src/index.js"
-import { agora, clientFor, eventually, fastRetry, pcm, unevenChunks } from "./support.js"
+import { agora, clientFor, eventually, expectOrderedSubset, fastRetry, pcm, unevenChunks } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
@@ -369,29 +369,74 @@ describe("AvatarSession connecting", () => {
 })
 
 describe("AvatarSession when the connection drops", () => {
-  it.live("the session ends with a typed error, the sink reports unsent frames, nothing is left open", () =>
+  it.live("it reconnects with the same session id, re-applies params and resumes the audio in order", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()
       const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis", outboxCapacity: 100 })
+      const session = yield* client.session({
+        avatarId: AVATAR,
+        lead: "200 millis",
+        outboxCapacity: 100,
+        retry: fastRetry(3)
+      })
+      yield* session.setParams({ agora })
+      const states: Array<string> = []
+      yield* session.state.changes.pipe(
+        Stream.runForEach((s) => Effect.sync(() => states.push(s._tag))),
+        Effect.forkScoped
+      )
+      const audio = pcm(32_000 * 2)
+      const speaking = yield* Effect.fork(Stream.run(Stream.make(audio), session.audio))
+      yield* eventually(session.info, (i) => i.audio.framesWritten >= 10)
+      yield* sim.dropAll({ code: 1011 })
+      yield* Fiber.join(speaking)
+      const info = yield* session.info
+      expect(info.reconnects).toBe(1)
+      expect(info.agoraConnected).toBe(true)
+      expect(states).toContain("Reconnecting")
+      expect(states.at(-1)).toBe("Ready")
+      const records = yield* sim.sessions
+      expect(records).toHaveLength(2)
+      expect(records.every((r) => r.sessionId === session.sessionId)).toBe(true)
+      // the last params were applied again on the new connection
+      expect(records[1]!.commands.map((c) => c.cmd)).toStrictEqual(["set-params"])
+      // in order, no frame twice; only frames the server never confirmed may be missing
+      const received = yield* sim.audio(session.sessionId)
+      expectOrderedSubset(received, audio, info.audio.framesUnconfirmed)
+      expect(info.audio.framesWritten).toBe(50)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("when reconnecting fails, the session ends with a Retry error and the sink reports unsent frames", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({
+        avatarId: AVATAR,
+        lead: "200 millis",
+        outboxCapacity: 100,
+        retry: fastRetry(2)
+      })
       const speaking = yield* Effect.fork(Stream.run(Stream.make(pcm(32_000 * 5)), session.audio))
       yield* eventually(session.info, (i) => i.audio.framesWritten >= 5)
+      yield* sim.setFaults(0, { occupied: true })
       yield* sim.dropAll({ code: 1011 })
       const error = yield* Effect.flip(Fiber.join(speaking))
       expect(error).toMatchObject({ _tag: "AudioStreamError", reason: "session-closed" })
       expect(error.unsentFrames).toBeGreaterThan(0)
-      expect(error.message).toContain("1011")
+      expect(error.message).toContain("4003")
       const state = yield* SubscriptionRef.get(session.state)
       expect(state).toMatchObject({
         _tag: "Closed",
-        error: { _tag: "Some", value: { _tag: "ConnectionError", reason: "closed", code: 1011 } }
+        error: { _tag: "Some", value: { _tag: "RetryError", attempts: 2, lastError: { reason: "occupied" } } }
       })
-      expect(yield* Effect.flip(session.await)).toMatchObject({ _tag: "ConnectionError", code: 1011 })
+      expect(yield* Effect.flip(session.await)).toMatchObject({ _tag: "RetryError" })
+      expect(yield* Effect.flip(session.interrupt)).toMatchObject({ _tag: "RetryError" })
       const info = yield* session.info
       expect(info.connected).toBe(false)
       // accounting: every accepted frame was written or is reported unsent
       expect(info.audio.framesWritten + error.unsentFrames!).toBe(info.audio.framesAccepted)
-      expect(yield* sim.openConnections).toBe(0)
+      yield* eventually(sim.openConnections, (n) => n === 0)
     }).pipe(Effect.scoped)
   )
 })

@@ -1,3 +1,4 @@
+import { expect } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -67,3 +68,24 @@ export const unevenChunks = (bytes: Uint8Array, seed = 7): Array<Uint8Array> => 
   }
   return chunks
 }
+
+/** `received` is `sent` in 40 ms frames, in order, none twice, at most `missing` absent. */
+export const expectOrderedSubset = (received: Uint8Array, sent: Uint8Array, missing: number) => {
+  const frame = 1280
+  expect(received.byteLength % frame === 0 || received.byteLength === sent.byteLength).toBe(true)
+  let j = 0
+  let skipped = 0
+  for (let i = 0; i < received.byteLength; i += frame) {
+    const piece = received.subarray(i, i + frame)
+    while (j < sent.byteLength && !equalBytes(sent.subarray(j, j + piece.byteLength), piece)) {
+      j += frame
+      skipped++
+    }
+    expect(j).toBeLessThan(sent.byteLength)
+    j += frame
+  }
+  skipped += Math.max(0, Math.ceil((sent.byteLength - j) / frame))
+  expect(skipped).toBeLessThanOrEqual(missing)
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array) => a.byteLength === b.byteLength && a.every((x, i) => x === b[i])

@@ -12,6 +12,8 @@ export interface Target {
   readonly socket: { readonly bufferedAmount: number; send(data: string): void }
   readonly ids: Protocol.MessageIds
   readonly isOpen: () => boolean
+  /** Called when unsent bytes stayed above the high-water mark for `stallMs`: the peer stopped reading. */
+  readonly onStall: (bufferedBytes: number) => void
 }
 
 export interface OutboxOptions {
@@ -20,6 +22,8 @@ export interface OutboxOptions {
   readonly leadMs: number
   /** The writer holds back while the socket has more than this many bytes unsent. */
   readonly highWaterBytes: number
+  /** How long the socket may stay above the high-water mark before the peer counts as stalled. */
+  readonly stallMs: number
 }
 
 /**
@@ -37,6 +41,7 @@ export class Outbox {
   private head = 0
   private size = 0
   private playheadEnd = 0
+  private stalledSince: number | undefined = undefined
   private spaceWaiters: Array<Deferred.Deferred<void, AudioStreamError>> = []
   private settleWaiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void, AudioStreamError> }> =
     []
@@ -46,11 +51,21 @@ export class Outbox {
   dropped = 0
   bytesWritten = 0
   interrupts = 0
-  target: Target | undefined = undefined
+  private current: Target | undefined = undefined
   failure: AudioStreamError | undefined = undefined
 
   constructor(readonly options: OutboxOptions) {
     this.ring = new Array(options.capacity)
+  }
+
+  get target(): Target | undefined {
+    return this.current
+  }
+
+  /** Points the writer at a connection (or at none while reconnecting). */
+  set target(target: Target | undefined) {
+    this.current = target
+    this.stalledSince = undefined
   }
 
   get depth(): number {
@@ -83,7 +98,16 @@ export class Outbox {
     const socket = target.socket
     let sent = 0
     while (this.size > 0) {
-      if (socket.bufferedAmount > highWaterBytes) break
+      if (socket.bufferedAmount > highWaterBytes) {
+        if (this.stalledSince === undefined) this.stalledSince = now
+        else if (now - this.stalledSince >= this.options.stallMs) {
+          this.stalledSince = undefined
+          target.onStall(socket.bufferedAmount)
+          return true
+        }
+        break
+      }
+      this.stalledSince = undefined
       const frame = this.ring[this.head]!
       const duration = frame.byteLength / BYTES_PER_MS
       if (realtime) {
