@@ -17,6 +17,7 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
@@ -774,6 +775,13 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     // what the SDK itself learns from the message stream; it is also where odd messages are logged
     const monitor = Effect.gen(function* () {
       const subscription = yield* PubSub.subscribe(events)
+      // a hostile server can send thousands: each kind is a warning once, then debug
+      const seen = new Set<string>()
+      const level = (kind: string) => {
+        if (seen.has(kind)) return LogLevel.Debug
+        seen.add(kind)
+        return LogLevel.Warning
+      }
       yield* Queue.take(subscription).pipe(
         Effect.tap((message) => {
           switch (message.type) {
@@ -789,7 +797,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
                 Effect.annotateLogs({ sessionId, type: message.messageType })
               )
             case "invalid":
-              return Effect.logWarning("Avatar service sent an invalid message").pipe(
+              return Effect.logWithLevel(level(`invalid:${message.reason}`), "Avatar service sent an invalid message").pipe(
                 Effect.annotateLogs({
                   sessionId,
                   reason: message.reason,

@@ -197,6 +197,12 @@ export const make = (
 
     const messages = options.messages ?? (yield* PubSub.unbounded<Protocol.ServerMessage>())
     const pongs = yield* Queue.sliding<void>(1)
+    const inbox = yield* Queue.unbounded<Protocol.ServerMessage>()
+    yield* Queue.takeBetween(inbox, 1, 4096).pipe(
+      Effect.flatMap((batch) => PubSub.publishAll(messages, batch)),
+      Effect.forever,
+      Effect.forkScoped
+    )
     const connected = yield* Deferred.make<void, DropError>()
     const closed = yield* Deferred.make<void, DropError>()
     const pending = new Map<string, Deferred.Deferred<typeof Protocol.Ack.Type, CommandError | ServerError>>()
@@ -277,7 +283,8 @@ export const make = (
           pongs.unsafeOffer(undefined)
           break
       }
-      return PubSub.publish(messages, message)
+      // synchronous: no fiber per inbound message; one forwarder publishes them in order
+      inbox.unsafeOffer(message)
     }
 
     const raw = yield* Socket.fromWebSocket(Effect.succeed(socket), {
