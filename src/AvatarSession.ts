@@ -797,7 +797,10 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
                 Effect.annotateLogs({ sessionId, type: message.messageType })
               )
             case "invalid":
-              return Effect.logWithLevel(level(`invalid:${message.reason}`), "Avatar service sent an invalid message").pipe(
+              return Effect.logWithLevel(
+                level(`invalid:${message.reason}`),
+                "Avatar service sent an invalid message"
+              ).pipe(
                 Effect.annotateLogs({
                   sessionId,
                   reason: message.reason,
