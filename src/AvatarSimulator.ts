@@ -17,7 +17,7 @@
  * }).pipe(Effect.provide(AvatarSimulator.layer({ apiKey: "test-key" })))
  * ```
  *
- * Its timers (the `ackDelay` and discovery `delay` faults) and the arrival times it records
+ * Its timers (the delay faults and the discovery `delay`) and the arrival times it records
  * run on the `Clock` of the fiber that built it: under `TestClock` they follow test time.
  *
  * @since 0.1.0
@@ -57,8 +57,59 @@ export const DISCOVERY_PATH: string = internal.DISCOVERY_PATH
 export const WEBSOCKET_PATH: string = internal.WEBSOCKET_PATH
 
 /**
+ * A hostile server message, as {@link Faults.malformed} and {@link Service.sendMalformed}
+ * send them:
+ *
+ * - `"not-json"`: the text frame `{this is not json`
+ * - `"binary"`: a binary frame of 32 random bytes
+ * - `"not-an-object"`: the text frame `[1,2,3]`
+ * - `"no-type"`: `{"v":2,"pld":{}}`
+ * - `"wrong-shape"`: an ack whose payload is wrong, `{"v":2,"type":"ack","mid":M,"pld":{"status":17}}`
+ * - `"unknown-type"`: `{"v":2,"type":"subtitle","mid":M,"pld":{"text":"hi"}}`
+ * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent
+ * - `"huge"`: a valid JSON text frame of a little over 2 MiB, an unknown type
+ *   (`subtitle`) whose `text` holds 2 MiB
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MalformedKind =
+  | "not-json"
+  | "binary"
+  | "not-an-object"
+  | "no-type"
+  | "wrong-shape"
+  | "unknown-type"
+  | "unknown-ack"
+  | "huge"
+
+/**
+ * Every {@link MalformedKind}, in the order a fault cycles through them by default.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = internal.MALFORMED_KINDS
+
+/**
+ * How the simulator ends a connection on purpose: `"close"` sends a close frame with a
+ * code; `"terminate"` destroys the TCP socket without one, so the client sees 1006.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DropMode = "close" | "terminate"
+
+/**
  * Fault switches of one instance. They are read when a connection or a message arrives,
- * so {@link Service.setFaults} takes effect on the next one.
+ * so {@link Service.setFaults} takes effect on the next one; `stall` takes effect at once.
+ *
+ * Counts "after N chat frames" are per connection and count every valid chat frame the
+ * connection received, also those before the fault was set: a fault set late fires at
+ * the next frame. Each of them fires at most once per connection.
+ *
+ * A value a server cannot act on (a close code it may not send, a count that is not a
+ * whole number, an unknown kind) is a defect of `make` or `setFaults`.
  *
  * @since 0.1.0
  * @category models
@@ -68,16 +119,33 @@ export interface Faults {
   readonly rejectKey?: boolean
   /** Accept the upgrade, then close with 4003 (occupied). */
   readonly occupied?: boolean
-  /** Close with 4004 (too soon) for the next N connection attempts that get this far, then accept. */
+  /**
+   * Close with 4004 (too soon) for the next N connection attempts on this instance, any
+   * session, then accept. A refusal for a bad key, `refuseFirst` or `occupied` (or a busy
+   * instance) comes first and does not use up an attempt.
+   */
   readonly tooSoon?: number
+  /**
+   * Close with `code` the next `attempts` connection attempts on this instance, any
+   * session, then accept. Every attempt with an accepted key uses one up, whether or not
+   * the instance is busy; a bad key is refused with 4001 first and uses none.
+   */
+  readonly refuseFirst?: { readonly code: 4001 | 4003 | 4004; readonly attempts: number }
   /** Answer the upgrade request with this HTTP status (e.g. 401, 403, 503) instead of upgrading. */
   readonly refuseUpgrade?: number
   /** Do not answer pings. */
   readonly noPong?: boolean
   /** Accept, but never send the system message `websocket_connected`. */
   readonly noWebsocketConnected?: boolean
+  /** Send `websocket_connected` only this long after the connection opened. */
+  readonly websocketConnectedDelay?: Duration.DurationInput
   /** Acknowledge `set-params`, but never send `agora_connected`. */
   readonly noAgoraConnected?: boolean
+  /**
+   * Send `agora_connected` this long after the `set-params` ack (after the moment the ack
+   * would have left, when `noAck` holds it back).
+   */
+  readonly agoraConnectedDelay?: Duration.DurationInput
   /** Never send acks (for commands and for `leave_channel`); `agora_connected` still follows `set-params`. */
   readonly noAck?: boolean
   /**
@@ -89,6 +157,39 @@ export interface Faults {
   readonly errorAfterFrames?: { readonly frames: number; readonly code: number; readonly message: string }
   /** Delay every answer to a command (ack, `agora_connected`, `commandError`) by this much. */
   readonly ackDelay?: Duration.DurationInput
+  /**
+   * After N chat frames on a connection (N >= 1), end it: `"close"` (the default) sends a
+   * close frame with `code` (default 1011); `"terminate"` destroys the TCP socket with no
+   * close frame, and the client sees 1006. The N-th frame is recorded; the client's later
+   * messages are not (they never arrive). The connection's record says `dropped`.
+   */
+  readonly dropAfterFrames?: {
+    readonly frames: number
+    readonly mode?: DropMode
+    readonly code?: number
+  }
+  /**
+   * The instance stops reading from its open sockets and from new ones, and stops sending:
+   * no pong, no ack, no `websocket_connected`. The TCP connections stay open, so what a
+   * client sends backs up in the kernel buffers and in its `bufferedAmount`. A new
+   * connection gets no answer to its upgrade request until the stall ends. Setting it back
+   * to `false` (or leaving it out of the next `setFaults`) resumes reading, and what was
+   * held back is sent.
+   *
+   * What the socket had already read when the stall began is still handled (it is
+   * recorded; its answers wait). `drop`, `dropAll` and `sendMalformed` still act on a
+   * stalled instance.
+   */
+  readonly stall?: boolean
+  /**
+   * After N chat frames on a connection (N >= 1), send it `count` hostile messages, cycling
+   * through `kinds` (default {@link MALFORMED_KINDS}), then carry on normally.
+   */
+  readonly malformed?: {
+    readonly afterFrames: number
+    readonly count: number
+    readonly kinds?: ReadonlyArray<MalformedKind>
+  }
 }
 
 /**
@@ -187,8 +288,16 @@ export interface SessionRecord {
   readonly refusedWith: number | undefined
   /** The socket is still open. */
   readonly open: boolean
-  /** The code the simulator closed with, or else the one the client closed with. */
+  /**
+   * Once closed: the code the simulator closed with (1006 when it terminated the socket),
+   * or else the one the client closed with, or 1006 when the client vanished.
+   */
   readonly closeCode: number | undefined
+  /**
+   * The simulator ended the connection on purpose: `dropAfterFrames`, `drop` or `dropAll`.
+   * Refusals (see `refusedWith`) and the goodbye when the simulator shuts down are not drops.
+   */
+  readonly dropped: boolean
 }
 
 /**
@@ -239,7 +348,10 @@ export interface Service {
   /** e.g. `http://127.0.0.1:PORT/streamingAvatar/service_status` */
   readonly discoveryUrl: string
   readonly instances: ReadonlyArray<InstanceInfo>
-  /** Replaces that instance's faults (and restarts its `tooSoon` count). */
+  /**
+   * Replaces that instance's faults (and restarts its `tooSoon` and `refuseFirst` counts).
+   * Starting or ending a `stall` takes effect at once.
+   */
   readonly setFaults: (index: number, faults: Faults) => Effect.Effect<void>
   /** Overrides the discovery answer; `{}` restores it. */
   readonly setDiscovery: (behaviour: DiscoveryBehaviour) => Effect.Effect<void>
@@ -250,11 +362,21 @@ export interface Service {
   readonly openConnections: Effect.Effect<number>
   readonly discoveryRequests: Effect.Effect<ReadonlyArray<DiscoveryRequest>>
   /**
-   * Closes every open connection with `code` (default 1011) and waits until they are
-   * closed. The instances are free for a new connection as soon as it is called. A code
-   * that a server may not send (1005, 1006, below 1000...) is a defect.
+   * Ends every open connection and waits until they are closed: `"close"` (the default)
+   * sends a close frame with `code` (default 1011), `"terminate"` destroys the TCP socket
+   * (the client sees 1006; `code` is not used). The instances are free for a new
+   * connection as soon as it is called. A code that a server may not send (1005, 1006,
+   * below 1000...) is a defect.
    */
-  readonly dropAll: (options?: { readonly code?: number }) => Effect.Effect<void>
+  readonly dropAll: (options?: { readonly mode?: DropMode; readonly code?: number }) => Effect.Effect<void>
+  /** As {@link Service.dropAll}, for the connections of one instance. */
+  readonly drop: (index: number, options?: { readonly mode?: DropMode; readonly code?: number }) => Effect.Effect<void>
+  /**
+   * Sends `count` hostile messages right now, cycling through `kinds` (default
+   * {@link MALFORMED_KINDS}), to every open connection of that instance that the simulator
+   * is not closing, even while it is stalled. Returns how many connections got them.
+   */
+  readonly sendMalformed: (index: number, count: number, kinds?: ReadonlyArray<MalformedKind>) => Effect.Effect<number>
   /** Per session id: seconds of audio (bytes / 32,000), frames, commands, pings. */
   readonly report: Effect.Effect<string>
 }

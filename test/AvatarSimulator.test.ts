@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -33,11 +34,19 @@ interface Wire {
   readonly pld: { readonly [key: string]: unknown }
 }
 
+/** A server frame as it arrived, for a client that must see frames that are not JSON. */
+interface RawFrame {
+  readonly binary: boolean
+  readonly data: Buffer
+}
+
 interface Client {
   readonly ws: WebSocket
   /** Resolves with `undefined` when the socket opened, or with the HTTP status of a refused upgrade. */
   readonly opened: Effect.Effect<number | undefined>
   readonly next: Effect.Effect<Wire>
+  /** Only with `raw: true`, where `next` gets nothing. */
+  readonly nextRaw: Effect.Effect<RawFrame>
   readonly pending: Effect.Effect<number>
   readonly closed: Effect.Effect<Closed>
   readonly send: (message: unknown) => Effect.Effect<void>
@@ -46,10 +55,16 @@ interface Client {
 
 const connect = (
   instance: { readonly host: string; readonly port: number },
-  options: { readonly key?: string | null; readonly sessionId?: string; readonly avatarId?: string } = {}
+  options: {
+    readonly key?: string | null
+    readonly sessionId?: string
+    readonly avatarId?: string
+    readonly raw?: boolean
+  } = {}
 ) =>
   Effect.gen(function* () {
     const messages = yield* Queue.unbounded<Wire>()
+    const rawFrames = yield* Queue.unbounded<RawFrame>()
     const opened = yield* Deferred.make<number | undefined>()
     const closed = yield* Deferred.make<Closed>()
     const query = new URLSearchParams({
@@ -68,7 +83,10 @@ const connect = (
           Deferred.unsafeDone(opened, Exit.succeed(response.statusCode))
           request.destroy()
         })
-        ws.on("message", (data) => Queue.unsafeOffer(messages, JSON.parse(String(data))))
+        ws.on("message", (data, binary) => {
+          if (options.raw === true) Queue.unsafeOffer(rawFrames, { binary, data: data as Buffer })
+          else Queue.unsafeOffer(messages, JSON.parse(String(data)))
+        })
         ws.on("close", (code, reason) => Deferred.unsafeDone(closed, Exit.succeed({ code, reason: String(reason) })))
         ws.on("error", () => {})
         return ws
@@ -79,7 +97,8 @@ const connect = (
       ws,
       opened: Deferred.await(opened),
       next: Queue.take(messages),
-      pending: Queue.size(messages),
+      nextRaw: Queue.take(rawFrames),
+      pending: Effect.zipWith(Queue.size(messages), Queue.size(rawFrames), (a, b) => a + b),
       closed: Deferred.await(closed),
       send: (message) =>
         Effect.sync(() =>
@@ -120,6 +139,40 @@ const eventually = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =
     }
     return yield* Effect.dieMessage("condition not reached within 2 s")
   })
+
+/** Waits, on the real clock, until `n` fibers sleep on the TestClock. */
+const untilSleeping = (n = 1) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 400; i++) {
+      if (Chunk.size(yield* TestClock.sleeps()) >= n) return
+      yield* Effect.sleep("5 millis").pipe(TestServices.provideLive)
+    }
+    return yield* Effect.dieMessage(`${n} sleeping fiber(s) not reached within 2 s`)
+  })
+
+/** A moment of real time for what should not happen to show up. */
+const settle = Effect.sleep("30 millis").pipe(TestServices.provideLive)
+
+const chat = (mid: string, bytes: Uint8Array) => Protocol.encodeChat(mid, Buffer.from(bytes).toString("base64"))
+
+/** What a hostile frame is, told from the outside. */
+const kindOf = (frame: RawFrame): string => {
+  if (frame.binary) return "binary"
+  const text = frame.data.toString("utf8")
+  let json: { readonly type?: string; readonly pld?: { readonly [key: string]: unknown } }
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return text === "{this is not json" ? "not-json" : `unparsable ${text.slice(0, 20)}`
+  }
+  if (Array.isArray(json)) return text === "[1,2,3]" ? "not-an-object" : "array"
+  if (json.type === undefined) return "no-type"
+  if (json.type === "ack") return json.pld?.status === 17 ? "wrong-shape" : "unknown-ack"
+  if (json.type === "subtitle") {
+    return typeof json.pld?.text === "string" && json.pld.text.length >= 2 * 1024 * 1024 ? "huge" : "unknown-type"
+  }
+  return json.type
+}
 
 const agora = { appId: "app", channel: "channel-42", token: "rtc-token", uid: 7 }
 
@@ -556,6 +609,228 @@ describe("AvatarSimulator", () => {
         expect(session!.frames[0]!.at).toBe(5_000)
         expect(session!.commands[0]!.at).toBe(5_000)
       })
+    )
+
+    it.scopedLive(
+      "dropAfterFrames closes with 1011 after exactly N frames, counted per connection; terminate gives 1006",
+      () =>
+        Effect.gen(function* () {
+          const sim = yield* AvatarSimulator.make({ instances: [{ faults: { dropAfterFrames: { frames: 50 } } }] })
+          const frame = (i: number) => new Uint8Array(640).fill(i)
+          const first = yield* ready(sim.instances[0]!, "s-drop")
+          for (let i = 0; i < 80; i++) yield* first.send(chat(`a${i}`, frame(i)))
+          expect(yield* first.closed).toEqual({ code: 1011, reason: "dropped after 50 chat frames" })
+          const [one] = yield* eventually(sim.sessions, (s) => !s[0]!.open)
+          expect(one).toMatchObject({ frameCount: 50, audioBytes: 32_000, dropped: true, closeCode: 1011 })
+          expect(one!.frames.map((f) => f.mid)).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`))
+          expect(one!.mids).toHaveLength(50)
+
+          // the instance is free again and the count starts over on the new connection
+          yield* sim.setFaults(0, { dropAfterFrames: { frames: 50, mode: "terminate" } })
+          const second = yield* ready(sim.instances[0]!, "s-drop")
+          for (let i = 0; i < 60; i++) yield* second.send(chat(`b${i}`, frame(100 + i)))
+          expect((yield* second.closed).code).toBe(1006)
+          const sessions = yield* eventually(sim.sessions, (s) => s.length === 2 && !s[1]!.open)
+          expect(sessions[1]).toMatchObject({ frameCount: 50, dropped: true, closeCode: 1006 })
+          const expected = Buffer.concat([
+            ...Array.from({ length: 50 }, (_, i) => frame(i)),
+            ...Array.from({ length: 50 }, (_, i) => frame(100 + i))
+          ])
+          // (compared as buffers: a deep equality of 64,000 elements is slow)
+          expect(Buffer.from(yield* sim.audio("s-drop")).equals(expected)).toBe(true)
+          expect(yield* sim.report).toContain("2 connection(s) [1011 dropped, 1006 dropped]")
+
+          // a code of its own; a code a server may not send is a defect
+          yield* sim.setFaults(0, { dropAfterFrames: { frames: 1, code: 4100 } })
+          const third = yield* ready(sim.instances[0]!, "s-other")
+          yield* third.send(chat("c0", frame(0)))
+          expect((yield* third.closed).code).toBe(4100)
+          const bad = yield* Effect.exit(sim.setFaults(0, { dropAfterFrames: { frames: 1, code: 1006 } }))
+          expect(Exit.isFailure(bad) && bad.cause._tag === "Die").toBe(true)
+        })
+    )
+
+    it.scopedLive("drop ends the connection of one instance, by close or terminate; so does dropAll", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: 3 })
+        const a = yield* ready(sim.instances[0]!, "a")
+        const b = yield* ready(sim.instances[1]!, "b")
+        const c = yield* ready(sim.instances[2]!, "c")
+        yield* sim.drop(1, { code: 4000 })
+        expect(yield* b.closed).toEqual({ code: 4000, reason: "dropped by the simulator" })
+        expect(a.ws.readyState).toBe(WebSocket.OPEN)
+        yield* sim.drop(0, { mode: "terminate" })
+        expect((yield* a.closed).code).toBe(1006)
+        expect(c.ws.readyState).toBe(WebSocket.OPEN)
+        yield* sim.dropAll({ mode: "terminate" })
+        expect((yield* c.closed).code).toBe(1006)
+        // a client that leaves by itself was not dropped
+        const d = yield* ready(sim.instances[0]!, "d")
+        yield* d.close(1000)
+        const sessions = yield* eventually(sim.sessions, (s) => s.every((r) => !r.open))
+        expect(sessions.map((s) => [s.sessionId, s.closeCode, s.dropped])).toEqual([
+          ["a", 1006, true],
+          ["b", 4000, true],
+          ["c", 1006, true],
+          ["d", 1000, false]
+        ])
+      })
+    )
+
+    it.scopedLive("stall stops reading and answering: the client's sends back up, and resuming drains them", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: 2 })
+        const client = yield* ready(sim.instances[0]!, "s-stall")
+        yield* sim.setFaults(0, { stall: true })
+        yield* client.send(Protocol.ping("p1"))
+        const audio = new Uint8Array(75_000).fill(3) // 100,000 characters of base64
+        for (let i = 0; i < 200; i++) yield* client.send(chat(`c${i}`, audio)) // 20 MB
+        // a new connection gets no answer to its upgrade while the stall lasts
+        yield* sim.setFaults(1, { stall: true })
+        const late = yield* connect(sim.instances[1]!, { sessionId: "late" })
+        yield* Effect.sleep("150 millis")
+        expect(client.ws.bufferedAmount).toBeGreaterThan(10_000_000)
+        expect(yield* client.pending).toBe(0) // no pong
+        expect(late.ws.readyState).toBe(WebSocket.CONNECTING)
+        const [stalled] = yield* sim.sessions
+        expect(stalled).toMatchObject({ open: true, pings: 0, frameCount: 0 })
+
+        yield* sim.setFaults(0, {})
+        expect(yield* client.next).toMatchObject({ type: "pong" })
+        yield* eventually(
+          Effect.sync(() => client.ws.bufferedAmount),
+          (n) => n === 0
+        )
+        yield* eventually(sim.sessions, (s) => s[0]!.frameCount === 200)
+        yield* sim.setFaults(1, {})
+        expect(yield* late.opened).toBeUndefined()
+        expect(yield* late.next).toMatchObject({ type: "system", pld: { status: "websocket_connected" } })
+
+        // drop still ends a stalled connection promptly, with its close handshake
+        yield* sim.setFaults(0, { stall: true })
+        yield* client.send(Protocol.ping("p2"))
+        yield* sim.drop(0)
+        expect((yield* client.closed).code).toBe(1011)
+        expect(yield* client.pending).toBe(0)
+      })
+    )
+
+    it.scopedLive("closing the simulator does not wait for a stall to end", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const sim = yield* AvatarSimulator.make({ instances: 2 }).pipe(Scope.extend(scope))
+        const open = yield* ready(sim.instances[0]!)
+        yield* sim.setFaults(0, { stall: true })
+        yield* sim.setFaults(1, { stall: true })
+        const waiting = yield* connect(sim.instances[1]!)
+        yield* Effect.sleep("20 millis")
+        yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutFail({ duration: "1 second", onTimeout: () => "hung" }))
+        expect((yield* open.closed).code).toBe(1001)
+        // the upgrade that waited is answered as the server goes away
+        expect(yield* waiting.opened).toBe(503)
+      })
+    )
+
+    it.scoped("websocketConnectedDelay holds websocket_connected back, on the simulator's clock", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults: { websocketConnectedDelay: "3 seconds" } }] })
+        const client = yield* connect(sim.instances[0]!)
+        expect(yield* client.opened).toBeUndefined()
+        yield* untilSleeping()
+        yield* TestClock.adjust("2999 millis")
+        yield* settle
+        expect(yield* client.pending).toBe(0)
+        yield* TestClock.adjust("1 millis")
+        expect(yield* client.next).toMatchObject({ type: "system", pld: { status: "websocket_connected" } })
+      })
+    )
+
+    it.scoped("agoraConnectedDelay sends agora_connected that long after the ack", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({
+          instances: [{ faults: { ackDelay: "1 second", agoraConnectedDelay: "2 seconds" } }]
+        })
+        const client = yield* ready(sim.instances[0]!)
+        yield* client.send(Protocol.setParams("s1", { agora }))
+        yield* untilSleeping()
+        yield* TestClock.adjust("1 second")
+        expect(yield* client.next).toMatchObject({ type: "ack", pld: { original_mid: "s1" } })
+        yield* untilSleeping()
+        yield* TestClock.adjust("1999 millis")
+        yield* settle
+        expect(yield* client.pending).toBe(0)
+        yield* TestClock.adjust("1 millis")
+        expect(yield* client.next).toMatchObject({ type: "system", pld: { status: "agora_connected" } })
+      })
+    )
+
+    it.scopedLive("refuseFirst refuses the next attempts on the instance with its code, whatever the session", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({
+          instances: [{ faults: { refuseFirst: { code: 4004, attempts: 2 } } }]
+        })
+        expect(yield* (yield* connect(sim.instances[0]!, { sessionId: "a" })).closed).toEqual({
+          code: 4004,
+          reason: "reconnecting too soon"
+        })
+        expect((yield* (yield* connect(sim.instances[0]!, { sessionId: "b" })).closed).code).toBe(4004)
+        const c = yield* ready(sim.instances[0]!, "c")
+        // a bad key is refused with 4001 and uses no attempt
+        yield* sim.setFaults(0, { refuseFirst: { code: 4003, attempts: 1 } })
+        expect((yield* (yield* connect(sim.instances[0]!, { key: null })).closed).code).toBe(4001)
+        yield* c.close(1000)
+        yield* eventually(sim.openConnections, (n) => n === 0)
+        expect((yield* (yield* connect(sim.instances[0]!, { sessionId: "d" })).closed).code).toBe(4003)
+        yield* ready(sim.instances[0]!, "e")
+        const sessions = yield* sim.sessions
+        expect(sessions.map((s) => [s.sessionId, s.refusedWith, s.dropped])).toEqual([
+          ["a", 4004, false],
+          ["b", 4004, false],
+          ["c", undefined, false],
+          ["session-1", 4001, false],
+          ["d", 4003, false],
+          ["e", undefined, false]
+        ])
+      })
+    )
+
+    it.scopedLive(
+      "malformed sends hostile messages once after N frames, cycling through the kinds; so does sendMalformed",
+      () =>
+        Effect.gen(function* () {
+          const sim = yield* AvatarSimulator.make({
+            instances: [{ faults: { malformed: { afterFrames: 3, count: 10 } } }, {}]
+          })
+          const client = yield* connect(sim.instances[0]!, { raw: true })
+          expect(kindOf(yield* client.nextRaw)).toBe("system")
+          const sent: Array<string> = []
+          for (let i = 0; i < 5; i++) {
+            sent.push(`c${i}`)
+            yield* client.send(chat(`c${i}`, new Uint8Array(640)))
+          }
+          yield* client.send(Protocol.ping("p1"))
+          const frames: Array<RawFrame> = []
+          for (let i = 0; i < 11; i++) frames.push(yield* client.nextRaw)
+          expect(frames.map(kindOf)).toEqual([...AvatarSimulator.MALFORMED_KINDS, "not-json", "binary", "pong"])
+          const unknownAck = JSON.parse(frames[6]!.data.toString("utf8"))
+          expect(unknownAck).toMatchObject({ v: 2, type: "ack", pld: { status: "success" } })
+          expect([...sent, "p1"]).not.toContain(unknownAck.pld.original_mid)
+          expect(JSON.parse(frames[4]!.data.toString("utf8"))).toEqual({
+            v: 2,
+            type: "ack",
+            mid: expect.any(String),
+            pld: { status: 17 }
+          })
+
+          expect(yield* sim.sendMalformed(0, 3, ["huge", "unknown-ack", "no-type"])).toBe(1)
+          expect(yield* sim.sendMalformed(1, 3)).toBe(0)
+          const more = [yield* client.nextRaw, yield* client.nextRaw, yield* client.nextRaw]
+          expect(more.map(kindOf)).toEqual(["huge", "unknown-ack", "no-type"])
+          // the session carries on
+          yield* client.send(Protocol.ping("p2"))
+          expect(kindOf(yield* client.nextRaw)).toBe("pong")
+          expect((yield* sim.sessions)[0]).toMatchObject({ frameCount: 5, invalid: 0, open: true })
+        })
     )
 
     it.scopedLive("recordAudio: false counts frames and bytes without keeping them", () =>

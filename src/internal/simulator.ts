@@ -1,10 +1,13 @@
+import * as Crypto from "node:crypto"
 import * as Http from "node:http"
+import type * as Net from "node:net"
 import * as Headers from "@effect/platform/Headers"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Socket from "@effect/platform/Socket"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -25,7 +28,22 @@ export const DISCOVERY_PATH = "/streamingAvatar/service_status"
 /** @internal */
 export const WEBSOCKET_PATH = "/streamingAvatar/ws/v1"
 
+/** @internal */
+export const MALFORMED_KINDS: ReadonlyArray<AvatarSimulator.MalformedKind> = [
+  "not-json",
+  "binary",
+  "not-an-object",
+  "no-type",
+  "wrong-shape",
+  "unknown-type",
+  "unknown-ack",
+  "huge"
+]
+
 const BYTES_PER_SECOND = 32_000
+
+/** The `text` of a `huge` message: 2 MiB. */
+const HUGE_TEXT_LENGTH = 2 * 1024 * 1024
 
 // ---------------------------------------------------------------------------
 // state: plain mutable records owned by one simulator, so that the per-frame path is a
@@ -40,8 +58,29 @@ interface Instance {
   port: number
   faults: AvatarSimulator.Faults
   tooSoonLeft: number
+  refuseLeft: number
   /** The connection that holds the instance, if any: only one is allowed. */
   holder: Connection | undefined
+  /**
+   * Closed while the instance is stalled: every message it sends, and every upgrade it
+   * answers, waits on it.
+   */
+  readonly gate: Effect.Latch
+}
+
+/** What `pause` and `resume` stop and restart the reading of a socket with. */
+interface Pausable {
+  pause(): unknown
+  resume(): unknown
+}
+
+interface CloseRequest {
+  readonly mode: AvatarSimulator.DropMode
+  /** Not used by `"terminate"`. */
+  readonly code: number
+  readonly reason: string
+  /** On purpose, by a fault or `drop`: not a refusal, nor the goodbye at shutdown. */
+  readonly dropped: boolean
 }
 
 interface Connection {
@@ -67,7 +106,21 @@ interface Connection {
   peerCloseCode: number | undefined
   watching: boolean
   errorSent: boolean
-  readonly closeRequest: Deferred.Deferred<readonly [code: number, reason: string]>
+  malformedSent: boolean
+  /**
+   * The simulator has decided to end the connection: what the client sends from now on
+   * is not recorded, as it would never have arrived.
+   */
+  ending: boolean
+  dropped: boolean
+  /** The TCP socket, known from the upgrade request on. */
+  readonly tcp: Net.Socket
+  /** What stalls the socket's reading, once it is open. */
+  reader: Pausable | undefined
+  paused: boolean
+  /** Writes a frame without waiting for a stall to end; set before the socket opens. */
+  write: ((data: string | Uint8Array) => Effect.Effect<void>) | undefined
+  readonly closeRequest: Deferred.Deferred<CloseRequest>
   readonly closed: Deferred.Deferred<void>
 }
 
@@ -94,7 +147,8 @@ const snapshot = (c: Connection): AvatarSimulator.SessionRecord => ({
   invalid: c.invalid,
   refusedWith: c.refusedWith,
   open: c.open,
-  closeCode: c.closeCode
+  closeCode: c.closeCode,
+  dropped: c.dropped
 })
 
 // ---------------------------------------------------------------------------
@@ -133,6 +187,68 @@ const isCloseCode = (code: number) =>
 
 const isUnspecified = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
 
+const isCount = (n: unknown, min: number): boolean => typeof n === "number" && Number.isInteger(n) && n >= min
+
+const kindsProblem = (kinds: ReadonlyArray<AvatarSimulator.MalformedKind> | undefined): string | undefined => {
+  if (kinds === undefined) return undefined
+  if (kinds.length === 0) return "the list of malformed kinds is empty"
+  const unknown = kinds.find((kind) => !MALFORMED_KINDS.includes(kind))
+  return unknown === undefined ? undefined : `${JSON.stringify(unknown)} is not a malformed kind`
+}
+
+/** What a server could not act on in these faults, if anything. */
+const faultsProblem = (faults: AvatarSimulator.Faults): string | undefined => {
+  const drop = faults.dropAfterFrames
+  if (drop !== undefined) {
+    if (!isCount(drop.frames, 1)) return `dropAfterFrames.frames must be a whole number >= 1, not ${drop.frames}`
+    if (drop.mode !== undefined && drop.mode !== "close" && drop.mode !== "terminate") {
+      return `dropAfterFrames.mode is "close" or "terminate", not ${JSON.stringify(drop.mode)}`
+    }
+    if (drop.code !== undefined && !isCloseCode(drop.code)) {
+      return `dropAfterFrames.code ${drop.code} is not a close code a server may send`
+    }
+  }
+  const refuse = faults.refuseFirst
+  if (refuse !== undefined) {
+    if (refuse.code !== 4001 && refuse.code !== 4003 && refuse.code !== 4004) {
+      return `refuseFirst.code is 4001, 4003 or 4004, not ${refuse.code}`
+    }
+    if (!isCount(refuse.attempts, 0)) return `refuseFirst.attempts must be a whole number >= 0, not ${refuse.attempts}`
+  }
+  const malformed = faults.malformed
+  if (malformed !== undefined) {
+    if (!isCount(malformed.afterFrames, 1)) {
+      return `malformed.afterFrames must be a whole number >= 1, not ${malformed.afterFrames}`
+    }
+    if (!isCount(malformed.count, 0)) return `malformed.count must be a whole number >= 0, not ${malformed.count}`
+    return kindsProblem(malformed.kinds)
+  }
+  return undefined
+}
+
+const REFUSAL_REASONS: Record<number, string> = {
+  4001: "authentication failed",
+  4003: "instance occupied: only one connection allowed",
+  4004: "reconnecting too soon"
+}
+
+/**
+ * What to pause to stall a socket: the `ws` WebSocket on it, which `ws` keeps on the TCP
+ * socket it upgraded under its own symbol `websocket` (the platform's Socket does not
+ * expose it). Pausing the TCP socket alone does not hold: `ws` resumes it whenever its
+ * parser drains, unless the WebSocket itself is paused.
+ */
+const readerOf = (tcp: Net.Socket): Pausable => {
+  for (const symbol of Object.getOwnPropertySymbols(tcp)) {
+    if (symbol.description !== "websocket") continue
+    const candidate = (tcp as unknown as Record<symbol, Partial<Pausable> | undefined>)[symbol]
+    if (typeof candidate?.pause === "function" && typeof candidate.resume === "function") {
+      return candidate as Pausable
+    }
+  }
+  return tcp
+}
+
 const toInstances = (options: AvatarSimulator.Options): Array<Instance> => {
   const list: ReadonlyArray<AvatarSimulator.InstanceOptions> =
     options.instances === undefined
@@ -148,7 +264,9 @@ const toInstances = (options: AvatarSimulator.Options): Array<Instance> => {
     port: 0,
     faults: o.faults ?? {},
     tooSoonLeft: o.faults?.tooSoon ?? 0,
-    holder: undefined
+    refuseLeft: o.faults?.refuseFirst?.attempts ?? 0,
+    holder: undefined,
+    gate: Effect.unsafeMakeLatch(o.faults?.stall !== true)
   }))
 }
 
@@ -173,6 +291,12 @@ export const make = (
       typeof key === "string" && key.length > 0 && (expectedKey === undefined || key === expectedKey)
 
     const instances = toInstances(options)
+    for (const instance of instances) {
+      const problem = faultsProblem(instance.faults)
+      if (problem !== undefined) {
+        return yield* Effect.dieMessage(`AvatarSimulator.make: instance ${instance.index}: ${problem}`)
+      }
+    }
     const state: State = {
       connectionCounter: 0,
       midCounter: 0,
@@ -183,6 +307,7 @@ export const make = (
     }
     const nextMid = () => `sim-${(++state.midCounter).toString(36)}`
     const message = (type: string, pld: object) => JSON.stringify({ v: Protocol.VERSION, type, mid: nextMid(), pld })
+    let hugeText: string | undefined
 
     // The simulator's spans would only clutter the traces of the client under test, and
     // its headers carry the key: no tracing, and `api_key` is redacted wherever headers print.
@@ -296,16 +421,18 @@ export const make = (
 
     const instanceApp = (instance: Instance) =>
       Effect.gen(function* () {
+        // A stalled instance answers nothing, not even an upgrade: the request waits for the
+        // stall to end. Interruptible: the platform runs an HttpApp uninterruptibly, and
+        // neither the client leaving nor the simulator closing must wait for it.
+        yield* Effect.interruptible(instance.gate.await)
         const request = yield* HttpServerRequest.HttpServerRequest
         const url = new URL(request.url, "ws://simulator")
         if (url.pathname !== WEBSOCKET_PATH) {
           return HttpServerResponse.text(`no route ${url.pathname}`, { status: 404 })
         }
-        const faults = instance.faults
-        if (faults.refuseUpgrade !== undefined) {
-          return HttpServerResponse.text(`upgrade refused with ${faults.refuseUpgrade}`, {
-            status: faults.refuseUpgrade
-          })
+        const refuseUpgrade = instance.faults.refuseUpgrade
+        if (refuseUpgrade !== undefined) {
+          return HttpServerResponse.text(`upgrade refused with ${refuseUpgrade}`, { status: refuseUpgrade })
         }
         if (request.headers.upgrade?.toLowerCase() !== "websocket") {
           return HttpServerResponse.text("this endpoint only speaks WebSocket", { status: 426 })
@@ -317,8 +444,9 @@ export const make = (
         ) {
           return HttpServerResponse.text("not a WebSocket handshake", { status: 400 })
         }
+        const tcp = NodeHttpServerRequest.toIncomingMessage(request).socket
         const socket = yield* request.upgrade
-        const closeRequest = yield* Deferred.make<readonly [number, string]>()
+        const closeRequest = yield* Deferred.make<CloseRequest>()
         const closed = yield* Deferred.make<void>()
 
         // Nothing yields from the decision to the start of the connection: two connections
@@ -327,14 +455,18 @@ export const make = (
         // interruptible, or closing the scope would wait for the client to leave.
         return yield* Effect.uninterruptible(
           Effect.suspend(() => {
-            let refusal: readonly [number, string] | undefined
+            const faults = instance.faults
+            let refusal: number | undefined
             if (faults.rejectKey === true || !keyAccepted(request.headers.api_key)) {
-              refusal = [4001, "authentication failed"]
+              refusal = 4001
+            } else if (instance.refuseLeft > 0 && faults.refuseFirst !== undefined) {
+              instance.refuseLeft--
+              refusal = faults.refuseFirst.code
             } else if (faults.occupied === true || instance.holder !== undefined) {
-              refusal = [4003, "instance occupied: only one connection allowed"]
+              refusal = 4003
             } else if (instance.tooSoonLeft > 0) {
               instance.tooSoonLeft--
-              refusal = [4004, "reconnecting too soon"]
+              refusal = 4004
             }
             const connection: Connection = {
               id: ++state.connectionCounter,
@@ -348,7 +480,7 @@ export const make = (
               commands: [],
               pings: 0,
               invalid: 0,
-              refusedWith: refusal?.[0],
+              refusedWith: refusal,
               open: false,
               done: false,
               closeCode: undefined,
@@ -356,6 +488,13 @@ export const make = (
               peerCloseCode: undefined,
               watching: false,
               errorSent: false,
+              malformedSent: false,
+              ending: false,
+              dropped: false,
+              tcp,
+              reader: undefined,
+              paused: false,
+              write: undefined,
               closeRequest,
               closed
             }
@@ -373,41 +512,110 @@ export const make = (
       if (instance.holder === connection) instance.holder = undefined
     }
 
-    const requestClose = (instance: Instance, connection: Connection, code: number, reason: string) => {
-      // The instance is free once the simulator decided to end the session: a client that
-      // reconnects at once must not race the closing handshake.
+    const pauseReading = (connection: Connection) => {
+      if (connection.reader !== undefined && !connection.paused) {
+        connection.paused = true
+        connection.reader.pause()
+      }
+    }
+
+    const resumeReading = (connection: Connection) => {
+      if (connection.reader !== undefined && connection.paused) {
+        connection.paused = false
+        connection.reader.resume()
+      }
+    }
+
+    const applyFaults = (instance: Instance, faults: AvatarSimulator.Faults) => {
+      const wasStalled = instance.faults.stall === true
+      instance.faults = faults
+      instance.tooSoonLeft = faults.tooSoon ?? 0
+      instance.refuseLeft = faults.refuseFirst?.attempts ?? 0
+      const stalled = faults.stall === true
+      if (stalled === wasStalled) return
+      // Held-back messages are released first; what the sockets read once resumed arrives
+      // later (from I/O, or a tick later from their buffers), so it is answered after them.
+      // A connection that has not opened yet pauses itself when it opens.
+      if (stalled) instance.gate.unsafeClose()
+      else instance.gate.unsafeOpen()
+      for (const c of state.connections) {
+        if (c.instance !== instance.index || c.done) continue
+        if (stalled && !c.ending) pauseReading(c)
+        else if (!stalled) resumeReading(c)
+      }
+    }
+
+    /**
+     * The simulator decides to end the connection. The first decision wins. From now on
+     * what the client sends is not recorded, and the instance is free: a client that
+     * reconnects at once must not race the closing handshake.
+     */
+    const requestClose = (instance: Instance, connection: Connection, request: CloseRequest) => {
+      connection.ending = true
       release(instance, connection)
-      Deferred.unsafeDone(connection.closeRequest, Effect.succeed([code, reason] as const))
+      Deferred.unsafeDone(connection.closeRequest, Effect.succeed(request))
     }
 
     const runConnection = (
       instance: Instance,
       connection: Connection,
-      refusal: readonly [number, string] | undefined,
+      refusal: number | undefined,
       socket: Socket.Socket
     ) =>
       Effect.gen(function* () {
         const write = yield* socket.writer
         const clock = yield* Effect.clock
-        const send = (text: string) => Effect.ignore(write(text))
+        const scope = yield* Effect.scope
+        connection.write = (data) => Effect.ignore(write(data))
+        // Every message the instance sends waits while it is stalled.
+        const send = (data: string | Uint8Array) => instance.gate.whenOpen(Effect.ignore(write(data)))
 
         yield* Deferred.await(connection.closeRequest).pipe(
-          Effect.flatMap(([code, reason]) => {
-            connection.sentClose ??= code
-            return Effect.ignore(write(new Socket.CloseEvent(code, reason)))
-          }),
+          Effect.flatMap((request) =>
+            Effect.suspend(() => {
+              connection.sentClose ??= request.mode === "terminate" ? 1006 : request.code
+              connection.dropped = request.dropped
+              if (request.mode === "terminate") {
+                connection.tcp.destroy()
+                return Effect.void
+              }
+              // A stalled socket would never read the client's answering close frame.
+              resumeReading(connection)
+              return Effect.ignore(write(new Socket.CloseEvent(request.code, request.reason)))
+            })
+          ),
           Effect.forkScoped
         )
 
         const onOpen = Effect.suspend(() => {
           connection.open = true
+          connection.reader = readerOf(connection.tcp)
+          const faults = instance.faults
+          if (faults.stall === true && !connection.ending) pauseReading(connection)
           if (refusal !== undefined) {
-            requestClose(instance, connection, refusal[0], refusal[1])
+            requestClose(instance, connection, {
+              mode: "close",
+              code: refusal,
+              reason: REFUSAL_REASONS[refusal] ?? "refused",
+              dropped: false
+            })
             return Effect.void
           }
-          return instance.faults.noWebsocketConnected === true
-            ? Effect.void
-            : send(message("system", { status: "websocket_connected" }))
+          if (faults.noWebsocketConnected === true) return Effect.void
+          // At once when nothing holds it back, ahead of anything the client could send;
+          // otherwise forked, so that a stall or a delay does not hold up the connection.
+          if (faults.websocketConnectedDelay === undefined && faults.stall !== true) {
+            return Effect.ignore(write(message("system", { status: "websocket_connected" })))
+          }
+          const connected = Effect.suspend(() => send(message("system", { status: "websocket_connected" })))
+          return Effect.asVoid(
+            Effect.forkIn(
+              faults.websocketConnectedDelay === undefined
+                ? connected
+                : Effect.delay(connected, faults.websocketConnectedDelay),
+              scope
+            )
+          )
         })
 
         const handler = makeHandler(instance, connection, clock, send)
@@ -428,11 +636,48 @@ export const make = (
         return Deferred.succeed(connection.closed, undefined)
       })
 
+    const hostile = (connection: Connection, kind: AvatarSimulator.MalformedKind): string | Uint8Array => {
+      switch (kind) {
+        case "not-json":
+          return "{this is not json"
+        case "binary":
+          return new Uint8Array(Crypto.randomBytes(32))
+        case "not-an-object":
+          return "[1,2,3]"
+        case "no-type":
+          return JSON.stringify({ v: Protocol.VERSION, pld: {} })
+        case "wrong-shape":
+          return message("ack", { status: 17 })
+        case "unknown-type":
+          return message("subtitle", { text: "hi" })
+        case "unknown-ack": {
+          let original = `never-sent-${nextMid()}`
+          while (connection.mids.includes(original)) original = `never-sent-${nextMid()}`
+          return message("ack", { original_mid: original, status: "success" })
+        }
+        case "huge":
+          hugeText ??= "x".repeat(HUGE_TEXT_LENGTH)
+          return message("subtitle", { text: hugeText })
+      }
+    }
+
+    const sendHostile = (
+      connection: Connection,
+      out: (data: string | Uint8Array) => Effect.Effect<void>,
+      count: number,
+      kinds: ReadonlyArray<AvatarSimulator.MalformedKind> = MALFORMED_KINDS
+    ): Effect.Effect<void> =>
+      Effect.forEach(
+        Array.from({ length: count }, (_, i) => kinds[i % kinds.length]!),
+        (kind) => Effect.suspend(() => out(hostile(connection, kind))),
+        { discard: true }
+      )
+
     const makeHandler = (
       instance: Instance,
       connection: Connection,
       clock: Clock.Clock,
-      send: (text: string) => Effect.Effect<void>
+      send: (data: string | Uint8Array) => Effect.Effect<void>
     ) => {
       const answer = (kind: Protocol.CommandName, mid: string, channel: string | undefined): Effect.Effect<void> => {
         const faults = instance.faults
@@ -448,10 +693,15 @@ export const make = (
         } else {
           const ack =
             faults.noAck === true ? Effect.void : send(message("ack", { original_mid: mid, status: "success" }))
-          effect =
-            kind === "set-params" && faults.noAgoraConnected !== true
-              ? Effect.zipRight(ack, send(message("system", { status: "agora_connected", channel_id: channel ?? "" })))
-              : ack
+          if (kind === "set-params" && faults.noAgoraConnected !== true) {
+            const agora = send(message("system", { status: "agora_connected", channel_id: channel ?? "" }))
+            effect = Effect.zipRight(
+              ack,
+              faults.agoraConnectedDelay === undefined ? agora : Effect.delay(agora, faults.agoraConnectedDelay)
+            )
+          } else {
+            effect = ack
+          }
         }
         return faults.ackDelay === undefined ? effect : Effect.delay(effect, faults.ackDelay)
       }
@@ -477,14 +727,57 @@ export const make = (
       }
     }
 
+    /** The faults that act after N chat frames; only called when one of them is set. */
+    const afterFrame = (
+      instance: Instance,
+      connection: Connection,
+      faults: AvatarSimulator.Faults,
+      send: (data: string | Uint8Array) => Effect.Effect<void>
+    ): Effect.Effect<void> | undefined => {
+      let effect: Effect.Effect<void> | undefined
+      const errorAfter = faults.errorAfterFrames
+      if (errorAfter !== undefined && !connection.errorSent && connection.frameCount >= errorAfter.frames) {
+        connection.errorSent = true
+        effect = send(message("error", { error_code: errorAfter.code, error_message: errorAfter.message }))
+      }
+      const malformed = faults.malformed
+      if (malformed !== undefined && !connection.malformedSent && connection.frameCount >= malformed.afterFrames) {
+        connection.malformedSent = true
+        const messages = sendHostile(connection, send, malformed.count, malformed.kinds)
+        effect = effect === undefined ? messages : Effect.zipRight(effect, messages)
+      }
+      const drop = faults.dropAfterFrames
+      if (drop !== undefined && connection.frameCount >= drop.frames) {
+        const request: CloseRequest = {
+          mode: drop.mode ?? "close",
+          code: drop.code ?? 1011,
+          reason: `dropped after ${drop.frames} chat frames`,
+          dropped: true
+        }
+        if (effect === undefined) {
+          requestClose(instance, connection, request)
+          return undefined
+        }
+        // What the frame triggered leaves before the close; nothing after the frame counts.
+        connection.ending = true
+        release(instance, connection)
+        return Effect.zipRight(
+          effect,
+          Effect.sync(() => requestClose(instance, connection, request))
+        )
+      }
+      return effect
+    }
+
     const onMessage = (
       instance: Instance,
       connection: Connection,
       clock: Clock.Clock,
-      send: (text: string) => Effect.Effect<void>,
+      send: (data: string | Uint8Array) => Effect.Effect<void>,
       answer: (kind: Protocol.CommandName, mid: string, channel: string | undefined) => Effect.Effect<void>
     ) => {
       return (data: string | Uint8Array): Effect.Effect<void> | undefined => {
+        if (connection.ending) return undefined
         if (typeof data !== "string") {
           connection.invalid++
           return undefined
@@ -522,12 +815,12 @@ export const make = (
           } else {
             connection.audioBytes += Buffer.byteLength(audio, "base64")
           }
-          const errorAfter = instance.faults.errorAfterFrames
-          if (errorAfter !== undefined && !connection.errorSent && connection.frameCount >= errorAfter.frames) {
-            connection.errorSent = true
-            return send(message("error", { error_code: errorAfter.code, error_message: errorAfter.message }))
-          }
-          return undefined
+          const faults = instance.faults
+          return faults.errorAfterFrames === undefined &&
+            faults.malformed === undefined &&
+            faults.dropAfterFrames === undefined
+            ? undefined
+            : afterFrame(instance, connection, faults, send)
         }
 
         const decoded = decodeClientMessage(json)
@@ -576,14 +869,16 @@ export const make = (
       instance.port = yield* start(0, instanceApp(instance))
     }
 
-    const closeAll = (code: number, reason: string) =>
+    const end = (select: (c: Connection) => boolean, request: CloseRequest) =>
       Effect.suspend(() => {
-        const live = state.connections.filter((c) => !c.done)
-        for (const c of live) requestClose(instances[c.instance]!, c, code, reason)
+        const live = state.connections.filter((c) => !c.done && select(c))
+        for (const c of live) requestClose(instances[c.instance]!, c, request)
         return Effect.forEach(live, (c) => Deferred.await(c.closed), { discard: true })
       })
     // Say goodbye with 1001 (going away) before the servers go, as a service that restarts does.
-    yield* Effect.addFinalizer(() => closeAll(1001, "the simulator is shutting down"))
+    yield* Effect.addFinalizer(() =>
+      end(() => true, { mode: "close", code: 1001, reason: "the simulator is shutting down", dropped: false })
+    )
 
     const instanceAt = (index: number) =>
       Effect.suspend(() => {
@@ -592,6 +887,21 @@ export const make = (
           ? Effect.dieMessage(`AvatarSimulator: there is no instance ${index} (it has ${instances.length})`)
           : Effect.succeed(instance)
       })
+
+    const dropRequest = (
+      name: string,
+      options: { readonly mode?: AvatarSimulator.DropMode; readonly code?: number } | undefined
+    ): Effect.Effect<CloseRequest> => {
+      const mode = options?.mode ?? "close"
+      const code = options?.code ?? 1011
+      if (mode !== "close" && mode !== "terminate") {
+        return Effect.dieMessage(`AvatarSimulator.${name}: mode is "close" or "terminate", not ${JSON.stringify(mode)}`)
+      }
+      if (mode === "close" && !isCloseCode(code)) {
+        return Effect.dieMessage(`AvatarSimulator.${name}: ${code} is not a close code a server may send`)
+      }
+      return Effect.succeed({ mode, code, reason: "dropped by the simulator", dropped: true })
+    }
 
     const report = Effect.sync(() => {
       const bySession = new Map<string, Array<Connection>>()
@@ -617,7 +927,7 @@ export const make = (
           pings += c.pings
           invalid += c.invalid
           for (const command of c.commands) commands.push(command.cmd)
-          closes.push(c.open ? "open" : String(c.closeCode))
+          closes.push(c.open ? "open" : c.dropped ? `${c.closeCode} dropped` : String(c.closeCode))
         }
         lines.push(
           `  session ${sessionId || "(none)"}: ${(bytes / BYTES_PER_SECOND).toFixed(2)} s of audio (${bytes} bytes), ` +
@@ -632,9 +942,11 @@ export const make = (
       discoveryUrl: `http://${advertisedHost.includes(":") ? `[${advertisedHost}]` : advertisedHost}:${discoveryPort}${DISCOVERY_PATH}`,
       instances: instances.map((i) => ({ index: i.index, host: advertisedHost, port: i.port, avatarId: i.avatarId })),
       setFaults: (index, faults) =>
-        Effect.map(instanceAt(index), (instance) => {
-          instance.faults = faults
-          instance.tooSoonLeft = faults.tooSoon ?? 0
+        Effect.flatMap(instanceAt(index), (instance) => {
+          const problem = faultsProblem(faults)
+          return problem === undefined
+            ? Effect.sync(() => applyFaults(instance, faults))
+            : Effect.dieMessage(`AvatarSimulator.setFaults: instance ${index}: ${problem}`)
         }),
       setDiscovery: (behaviour) =>
         Effect.sync(() => {
@@ -648,12 +960,25 @@ export const make = (
         }),
       openConnections: Effect.sync(() => state.connections.filter((c) => c.open).length),
       discoveryRequests: Effect.sync(() => state.discoveryRequests.slice()),
-      dropAll: (options) => {
-        const code = options?.code ?? 1011
-        return isCloseCode(code)
-          ? closeAll(code, "dropped by the simulator")
-          : Effect.dieMessage(`AvatarSimulator.dropAll: ${code} is not a close code a server may send`)
-      },
+      dropAll: (options) => Effect.flatMap(dropRequest("dropAll", options), (request) => end(() => true, request)),
+      drop: (index, options) =>
+        Effect.flatMap(instanceAt(index), () =>
+          Effect.flatMap(dropRequest("drop", options), (request) => end((c) => c.instance === index, request))
+        ),
+      sendMalformed: (index, count, kinds) =>
+        Effect.flatMap(instanceAt(index), () => {
+          const problem = !isCount(count, 0) ? `count must be a whole number >= 0, not ${count}` : kindsProblem(kinds)
+          if (problem !== undefined) return Effect.dieMessage(`AvatarSimulator.sendMalformed: ${problem}`)
+          return Effect.suspend(() => {
+            const targets = state.connections.filter(
+              (c) => c.instance === index && c.open && !c.ending && c.write !== undefined
+            )
+            return Effect.as(
+              Effect.forEach(targets, (c) => sendHostile(c, c.write!, count, kinds), { discard: true }),
+              targets.length
+            )
+          })
+        }),
       report
     }
     return service
