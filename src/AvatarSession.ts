@@ -346,16 +346,17 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       pacing: opts.pacing,
       leadMs: opts.leadMs,
       highWaterBytes: opts.highWaterBytes,
-      stallMs: opts.stallMs
+      stallMs: opts.stallMs,
+      // about a second of audio: what a drop can leave in doubt
+      confirmEvery: Math.max(1, Math.round(1000 / opts.frameMs))
     })
     const frameBytes = Audio.frameBytes(opts.frameMs)
 
-    /** A connection in use, and how much of the audio written on it the server confirmed. */
+    /** A connection in use, and how much audio had been written when it took over. */
     interface Live {
       readonly connection: Connection.Connection
       readonly scope: Scope.CloseableScope
-      /** `outbox.written` up to which a pong or an ack confirmed arrival. */
-      confirmed: number
+      readonly writtenBefore: number
     }
 
     let current: Live | undefined
@@ -372,9 +373,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     const setState = (next: SessionState) => SubscriptionRef.set(state, next)
     const instanceLabel = () => (current ? Discovery.label(current.connection.instance) : "")
-    const confirm = (live: Live, mark: number) => {
-      if (mark > live.confirmed) live.confirmed = mark
-    }
 
     // ------------------------------------------------------------------
     // commands
@@ -414,10 +412,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     const command = (name: string, build: (mid: string) => Protocol.ClientMessage) =>
       Effect.gen(function* () {
         const connection = yield* awaitConnection(name, opts.commandTimeout)
-        const mark = outbox.written
-        const ack = yield* connection.request(build(connection.ids.next()), opts.commandTimeout)
-        if (current?.connection === connection) confirm(current, mark)
-        return ack
+        return yield* connection.request(build(connection.ids.next()), opts.commandTimeout)
       })
 
     const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, mid: string) =>
@@ -502,18 +497,17 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           sessionId,
           avatarId,
           messages: events,
-          connectionTimeout: opts.connectionTimeout
+          connectionTimeout: opts.connectionTimeout,
+          mark: () => outbox.written
         }).pipe(
           Scope.extend(scope),
           Effect.provide(connectionContext),
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
-        const live: Live = { connection, scope, confirmed: outbox.written }
+        const live: Live = { connection, scope, writtenBefore: outbox.written }
         yield* Heartbeat.start(connection, {
           interval: opts.heartbeatInterval,
-          timeout: opts.heartbeatTimeout,
-          mark: () => outbox.written,
-          onConfirmed: (mark) => confirm(live, mark)
+          timeout: opts.heartbeatTimeout
         }).pipe(Scope.extend(scope))
         if (reapply && lastParams !== undefined) {
           yield* applyParams(connection, lastParams).pipe(
@@ -582,6 +576,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           socket: connection.socket,
           ids: connection.ids,
           isOpen: connection.isOpen,
+          requestConfirmation: connection.unsafePing,
           onStall: (bufferedBytes) =>
             connection.unsafeAbort(
               new ConnectionError({
@@ -745,7 +740,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           (): Connection.DropError => new ConnectionError({ reason: "closed", message: "The connection ended" })
         )
         // written on this connection after the last pong or ack: may not have arrived
-        const doubtful = outbox.written - live.confirmed
+        const doubtful = outbox.written - Math.max(live.writtenBefore, live.connection.confirmed())
         unconfirmed += doubtful
         outbox.target = undefined
         frameClock.cancel(outbox)

@@ -65,6 +65,14 @@ export interface Connection {
    * the reason otherwise.
    */
   readonly closed: Deferred.Deferred<void, DropError>
+  /**
+   * The highest `mark` that the server confirmed. Every ping and command carries the mark
+   * taken when it was sent (the count of audio frames written so far); the server answers
+   * in order, so its pong or ack confirms that everything sent before arrived.
+   */
+  readonly confirmed: () => number
+  /** Sends a ping now, synchronously (the data plane asks for confirmations with it). */
+  readonly unsafePing: () => void
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>
   /** The same, for the synchronous data plane (a stalled peer). */
@@ -84,6 +92,8 @@ export interface Options {
   /** Where decoded messages are published; a fresh PubSub when absent. */
   readonly messages?: PubSub.PubSub<Protocol.ServerMessage> | undefined
   readonly connectionTimeout?: Duration.DurationInput | undefined
+  /** The mark a ping or a command carries (see `Connection.confirmed`); 0 when absent. */
+  readonly mark?: (() => number) | undefined
 }
 
 const OPEN = 1
@@ -209,6 +219,14 @@ export const make = (
     const ids = Protocol.makeMessageIds()
     let closing = false
     let inbound = 0
+    let confirmed = 0
+    const mark = options.mark ?? (() => 0)
+    // pongs carry no id, but they come back in the order the pings went out
+    const pingMarks: Array<number> = []
+    const commandMarks = new Map<string, number>()
+    const confirm = (value: number | undefined) => {
+      if (value !== undefined && value > confirmed) confirmed = value
+    }
 
     const socket = yield* Effect.acquireRelease(
       Effect.try({
@@ -260,6 +278,8 @@ export const make = (
           if (message.pld.status === "websocket_connected") Deferred.unsafeDone(connected, Effect.void)
           break
         case "ack": {
+          confirm(commandMarks.get(message.pld.original_mid))
+          commandMarks.delete(message.pld.original_mid)
           const waiting = pending.get(message.pld.original_mid)
           if (waiting) {
             pending.delete(message.pld.original_mid)
@@ -280,6 +300,7 @@ export const make = (
           break
         }
         case "pong":
+          confirm(pingMarks.shift())
           pongs.unsafeOffer(undefined)
           break
       }
@@ -338,9 +359,17 @@ export const make = (
     const send = (message: Protocol.ClientMessage) =>
       Effect.suspend(() => {
         if (!isOpen()) return Effect.fail(notOpen())
+        if (message.type === "ping") pingMarks.push(mark())
+        else if (message.type === "command" || message.type === "event") commandMarks.set(message.mid, mark())
         socket.send(Protocol.encodeClientMessage(message))
         return Effect.void
       })
+
+    const unsafePing = () => {
+      if (!isOpen()) return
+      pingMarks.push(mark())
+      socket.send(Protocol.encodeClientMessage(Protocol.ping(ids.next())))
+    }
 
     const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
       Effect.gen(function* () {
@@ -374,7 +403,14 @@ export const make = (
           })
         }
         return ack
-      }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(message.mid))))
+      }).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            pending.delete(message.mid)
+            commandMarks.delete(message.mid)
+          })
+        )
+      )
 
     const unsafeAbort = (reason: DropError) => {
       if (closing) return
@@ -425,6 +461,8 @@ export const make = (
       messages,
       pongs,
       inbound: () => inbound,
+      confirmed: () => confirmed,
+      unsafePing,
       closed,
       abort,
       unsafeAbort,

@@ -24,13 +24,6 @@ export interface Options {
   readonly timeout: Duration.DurationInput
   /** Called with each round trip, in milliseconds. */
   readonly onRoundTrip?: ((millis: number) => Effect.Effect<void>) | undefined
-  /**
-   * Taken when a ping is sent and handed back when its pong arrives. The server answers in
-   * order, so a pong confirms that everything sent before its ping arrived; the session
-   * uses it to know which audio frames are confirmed.
-   */
-  readonly mark?: (() => number) | undefined
-  readonly onConfirmed?: ((mark: number) => void) | undefined
 }
 
 /**
@@ -47,13 +40,11 @@ export const run = (connection: Connection.Connection, options: Options): Effect
     // a pong that arrived before this ping must not answer it
     yield* Queue.takeAll(connection.pongs)
     const sentAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-    const mark = options.mark?.()
     const inboundBefore = connection.inbound()
     yield* connection.send(Protocol.ping(connection.ids.next()))
     const pong = yield* Queue.take(connection.pongs).pipe(
       Effect.timeoutTo({ duration: timeout, onSuccess: Option.some, onTimeout: Option.none })
     )
-    if (Option.isSome(pong) && mark !== undefined) options.onConfirmed?.(mark)
     // no pong, but other messages arrived since the ping: the peer is alive, only slow to answer
     if (Option.isNone(pong) && connection.inbound() > inboundBefore) return true
     if (Option.isNone(pong)) {

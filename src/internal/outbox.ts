@@ -14,6 +14,8 @@ export interface Target {
   readonly isOpen: () => boolean
   /** Called when unsent bytes stayed above the high-water mark for `stallMs`: the peer stopped reading. */
   readonly onStall: (bufferedBytes: number) => void
+  /** Asks the server to confirm what was written so far (a ping; its pong confirms). */
+  readonly requestConfirmation: () => void
 }
 
 export interface OutboxOptions {
@@ -24,6 +26,8 @@ export interface OutboxOptions {
   readonly highWaterBytes: number
   /** How long the socket may stay above the high-water mark before the peer counts as stalled. */
   readonly stallMs: number
+  /** Frames written between two confirmation requests. */
+  readonly confirmEvery: number
 }
 
 /**
@@ -42,6 +46,7 @@ export class Outbox {
   private size = 0
   private playheadEnd = 0
   private stalledSince: number | undefined = undefined
+  private lastConfirmationRequest = 0
   private spaceWaiters: Array<Deferred.Deferred<void, AudioStreamError>> = []
   private settleWaiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void, AudioStreamError> }> =
     []
@@ -123,7 +128,14 @@ export class Outbox {
       this.bytesWritten += frame.byteLength
       sent++
     }
-    if (sent > 0) this.wake()
+    if (sent > 0) {
+      // a drop can only lose what was written since the last confirmation: keep that short
+      if (this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
+        this.lastConfirmationRequest = this.written
+        target.requestConfirmation()
+      }
+      this.wake()
+    }
     return this.size > 0
   }
 
