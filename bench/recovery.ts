@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { AvatarClient, AvatarSimulator } from "../src/index.js"
+import { AvatarClient, type AvatarSession, AvatarSimulator } from "../src/index.js"
 
 const runsArg = process.argv.indexOf("--runs")
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 20
@@ -32,14 +32,20 @@ const waitUntil = <A>(effect: Effect.Effect<A>, check: (a: A) => boolean) =>
 /** Endless speech: 40 ms frames of a quiet tone. */
 const speech = Stream.repeatEffect(Effect.sync(() => new Uint8Array(1280).fill(1)))
 
-const recoveryAfterDrop = (mode: "close" | "terminate") =>
+/** A simulator and a session on it, both living until the scope closes. */
+const simulatedSession = (options: AvatarSession.Options) =>
   Effect.gen(function* () {
     const sim = yield* AvatarSimulator.make()
     const client = yield* Layer.build(
       AvatarClient.layerNode({ apiKey: Redacted.make("bench"), discoveryUrl: sim.discoveryUrl })
     ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)))
-    const session = yield* client.session({
-      avatarId: AvatarSimulator.DEFAULT_AVATAR_ID,
+    const session = yield* client.session({ avatarId: AvatarSimulator.DEFAULT_AVATAR_ID, ...options })
+    return { sim, session }
+  })
+
+const recoveryAfterDrop = (mode: "close" | "terminate") =>
+  Effect.gen(function* () {
+    const { sim, session } = yield* simulatedSession({
       lead: "200 millis",
       retry: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
     })
@@ -56,15 +62,7 @@ const recoveryAfterDrop = (mode: "close" | "terminate") =>
   }).pipe(Effect.scoped)
 
 const deadPeerDetection = Effect.gen(function* () {
-  const sim = yield* AvatarSimulator.make()
-  const client = yield* Layer.build(
-    AvatarClient.layerNode({ apiKey: Redacted.make("bench"), discoveryUrl: sim.discoveryUrl })
-  ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)))
-  const session = yield* client.session({
-    avatarId: AvatarSimulator.DEFAULT_AVATAR_ID,
-    heartbeatInterval: "1 second",
-    heartbeatTimeout: "1 second"
-  })
+  const { sim, session } = yield* simulatedSession({ heartbeatInterval: "1 second", heartbeatTimeout: "1 second" })
   // the peer goes silent at a random point of the heartbeat cycle
   yield* Effect.sleep(`${Math.round(Math.random() * 1000)} millis`)
   yield* sim.setFaults(0, { noPong: true })

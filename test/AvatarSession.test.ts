@@ -217,6 +217,24 @@ describe("AvatarSession", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("empty chunks and one-byte chunks change nothing", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      const audio = pcm(2_000)
+      const chunks = [
+        new Uint8Array(0),
+        audio.subarray(0, 1),
+        new Uint8Array(0),
+        audio.subarray(1, 3),
+        audio.subarray(3)
+      ]
+      yield* Stream.run(Stream.fromIterable([...chunks, new Uint8Array(0)]), session.audio)
+      expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 2_000)).toStrictEqual(audio)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("WAV bytes passed as raw PCM are refused before anything is sent", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()
