@@ -93,7 +93,9 @@ export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = internal.MALFORMED_
 
 /**
  * How the simulator ends a connection on purpose: `"close"` sends a close frame with a
- * code; `"terminate"` destroys the TCP socket without one, so the client sees 1006.
+ * code; `"terminate"` destroys the TCP socket without one, so the client sees 1006. A
+ * client that does not answer the close frame within a second (it is gone, or does not
+ * read) has its socket destroyed: a close never waits longer on a peer.
  *
  * @since 0.1.0
  * @category models
@@ -178,7 +180,8 @@ export interface Faults {
    *
    * What the socket had already read when the stall began is still handled (it is
    * recorded; its answers wait). `drop`, `dropAll` and `sendMalformed` still act on a
-   * stalled instance.
+   * stalled instance. An upgrade whose client gave up while it was held back is not
+   * answered when the stall ends, and is not recorded as a connection.
    */
   readonly stall?: boolean
   /**
@@ -405,8 +408,9 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>("akool-st
 ) {}
 
 /**
- * Starts the discovery server and the instances. Closing the scope closes every server
- * and socket.
+ * Starts the discovery server and the instances. Closing the scope closes every socket
+ * with 1001 (going away), waiting at most about a second for the clients' answers, then
+ * every server.
  *
  * @since 0.1.0
  * @category constructors

@@ -150,6 +150,13 @@ const untilSleeping = (n = 1) =>
     return yield* Effect.dieMessage(`${n} sleeping fiber(s) not reached within 2 s`)
   })
 
+/**
+ * Fails with "hung" instead of hanging when the effect takes more than two seconds. Left
+ * behind rather than interrupted: a close that hangs cannot be interrupted.
+ */
+const promptly = <A, E>(effect: Effect.Effect<A, E>) =>
+  effect.pipe(Effect.disconnect, Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "hung" }))
+
 /** A moment of real time for what should not happen to show up. */
 const settle = Effect.sleep("30 millis").pipe(TestServices.provideLive)
 
@@ -728,6 +735,60 @@ describe("AvatarSimulator", () => {
         expect((yield* open.closed).code).toBe(1001)
         // the upgrade that waited is answered as the server goes away
         expect(yield* waiting.opened).toBe(503)
+      })
+    )
+
+    it.scopedLive("closing the simulator does not wait on the sockets of clients that left a stalled instance", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const sim = yield* AvatarSimulator.make({ instances: 1 }).pipe(Scope.extend(scope))
+        const gone = yield* ready(sim.instances[0]!, "gone")
+        yield* sim.setFaults(0, { stall: true })
+        // the client sees the stall and drops the socket itself
+        gone.ws.terminate()
+        yield* gone.closed
+        // it tries the stalled instance again, and gives up on the upgrade held back
+        const aborted = yield* connect(sim.instances[0]!, { sessionId: "aborted" })
+        yield* Effect.sleep("50 millis")
+        expect(aborted.ws.readyState).toBe(WebSocket.CONNECTING)
+        aborted.ws.close()
+        yield* aborted.closed
+        yield* Effect.sleep("20 millis")
+        yield* sim.setFaults(0, {})
+        yield* promptly(Scope.close(scope, Exit.void))
+        // the upgrade nobody waited for any more never became a connection
+        expect((yield* sim.sessions).map((s) => [s.sessionId, s.open])).toEqual([["gone", false]])
+      })
+    )
+
+    it.scopedLive("drop, dropAll and closing do not wait on a peer that is gone or does not read", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const sim = yield* AvatarSimulator.make({ instances: 3 }).pipe(Scope.extend(scope))
+        const gone = yield* ready(sim.instances[0]!, "gone")
+        const deaf = yield* ready(sim.instances[1]!, "deaf")
+        const deafToo = yield* ready(sim.instances[2]!, "deaf-too")
+        // a stalled socket whose client has left
+        yield* sim.setFaults(0, { stall: true })
+        gone.ws.terminate()
+        yield* promptly(sim.drop(0))
+        // clients that stop reading never answer the close
+        deaf.ws.pause()
+        deafToo.ws.pause()
+        yield* promptly(sim.dropAll())
+        // the close was sent, and the socket cut when no answer came
+        deaf.ws.resume()
+        expect(yield* deaf.closed).toEqual({ code: 1011, reason: "dropped by the simulator" })
+        const late = yield* ready(sim.instances[2]!, "late")
+        late.ws.pause()
+        yield* promptly(Scope.close(scope, Exit.void))
+        const sessions = yield* sim.sessions
+        expect(sessions.map((s) => [s.sessionId, s.open, s.closeCode, s.dropped])).toEqual([
+          ["gone", false, 1011, true],
+          ["deaf", false, 1011, true],
+          ["deaf-too", false, 1011, true],
+          ["late", false, 1001, false]
+        ])
       })
     )
 

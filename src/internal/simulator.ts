@@ -8,7 +8,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Socket from "@effect/platform/Socket"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import type * as Clock from "effect/Clock"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -44,6 +44,18 @@ const BYTES_PER_SECOND = 32_000
 
 /** The `text` of a `huge` message: 2 MiB. */
 const HUGE_TEXT_LENGTH = 2 * 1024 * 1024
+
+/**
+ * How long a close the simulator starts waits for the peer's answer before the socket is
+ * destroyed: `ws` would wait 30 seconds for a peer that is gone or does not read.
+ */
+const CLOSE_TIMEOUT = "1 second"
+
+/**
+ * The real clock, for the bounds that guard against a peer: a peer lives in real time,
+ * even when a test runs the simulator on the TestClock.
+ */
+const liveClock = Clock.make()
 
 // ---------------------------------------------------------------------------
 // state: plain mutable records owned by one simulator, so that the per-frame path is a
@@ -455,6 +467,14 @@ export const make = (
         // interruptible, or closing the scope would wait for the client to leave.
         return yield* Effect.uninterruptible(
           Effect.suspend(() => {
+            // A client that gave up while the upgrade was held back (a stall) has closed its
+            // side. `ws` destroys such a socket without ever completing the upgrade, and the
+            // platform's wait for it cannot be interrupted: it would hold the scope forever.
+            // Nothing in between yields, so the upgrade below sees the socket as checked here.
+            if (!tcp.readable || !tcp.writable) {
+              tcp.destroy()
+              return Effect.succeed(HttpServerResponse.empty())
+            }
             const faults = instance.faults
             let refusal: number | undefined
             if (faults.rejectKey === true || !keyAccepted(request.headers.api_key)) {
@@ -581,7 +601,15 @@ export const make = (
               }
               // A stalled socket would never read the client's answering close frame.
               resumeReading(connection)
-              return Effect.ignore(write(new Socket.CloseEvent(request.code, request.reason)))
+              // Forked: before the socket opens, the write waits for it. A peer that is gone,
+              // or does not read, is cut off after a moment rather than waited for.
+              return Effect.zipRight(
+                Effect.forkScoped(Effect.ignore(write(new Socket.CloseEvent(request.code, request.reason)))),
+                Effect.sleep(CLOSE_TIMEOUT).pipe(
+                  Effect.zipRight(Effect.sync(() => connection.tcp.destroy())),
+                  Effect.withClock(liveClock)
+                )
+              )
             })
           ),
           Effect.forkScoped
@@ -618,12 +646,31 @@ export const make = (
           )
         })
 
+        // `ws` completes an upgrade at once or never: it destroys the socket of a client that
+        // has left without calling back, and the platform waits for it uninterruptibly. The
+        // check before the decision catches that client; should one slip through, its socket's
+        // close ends the connection, and the upgrade is left behind rather than waited for.
+        const abandoned = Effect.async<Either.Either<void, Socket.SocketError>>((resume) => {
+          const onClose = () => {
+            if (!connection.open) resume(Effect.succeed(Either.right(undefined)))
+          }
+          connection.tcp.once("close", onClose)
+          if (connection.tcp.destroyed) onClose()
+          return Effect.sync(() => connection.tcp.off("close", onClose))
+        })
         const handler = makeHandler(instance, connection, clock, send)
-        const result = yield* socket.runRaw(handler, { onOpen }).pipe(Effect.either)
+        const result = yield* socket
+          .runRaw(handler, { onOpen })
+          .pipe(Effect.either, Effect.disconnect, Effect.raceFirst(abandoned))
         if (Either.isLeft(result) && result.left._tag === "SocketError" && result.left.reason === "Close") {
           connection.peerCloseCode ??= result.left.code
         }
-      }).pipe(Effect.scoped)
+      }).pipe(
+        Effect.scoped,
+        // Only a connection the simulator did not end itself is interrupted: one that arrived
+        // as it shut down, or whose client left. Its close must not wait on the peer.
+        Effect.onInterrupt(() => Effect.sync(() => connection.tcp.destroy()))
+      )
 
     const finish = (instance: Instance, connection: Connection) =>
       Effect.suspend(() => {
