@@ -391,7 +391,10 @@ export const make = (
               })
           }),
           Effect.mapError((e) =>
-            e._tag === "CommandError" && e.command === "" ? new CommandError({ ...e, command }) : e
+            // a spread would lose `message`, which an Error keeps non-enumerable
+            e._tag === "CommandError" && e.command === ""
+              ? new CommandError({ reason: e.reason, command, mid: e.mid, message: e.message })
+              : e
           )
         )
         if (ack.pld.status !== "success") {
