@@ -22,7 +22,7 @@ export const TypeId: unique symbol = Symbol.for("akool-streaming-avatar/AvatarEr
 export type TypeId = typeof TypeId
 
 /**
- * The key was refused: by discovery (HTTP 401/403 or `code` 4001) or by the WebSocket
+ * The key was refused: by discovery (HTTP 401 or `code` 4001) or by the WebSocket
  * (close code 4001, refused upgrade 401/403). Never retried.
  *
  * @since 0.1.0

@@ -370,6 +370,9 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     let reconnects = 0
     let unconfirmed = 0
     let lastParams: Protocol.AvatarParams | undefined
+    let finished = false
+    // a connection being set up (not yet `current`): the session finalizer closes it too
+    let connecting: Live | undefined
 
     const setState = (next: SessionState) => SubscriptionRef.set(state, next)
     const instanceLabel = () => (current ? Discovery.label(current.connection.instance) : "")
@@ -411,8 +414,11 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     /** Sends a command on the open connection and awaits its ack; the ack confirms the audio written before it. */
     const command = (name: string, build: (mid: string) => Protocol.ClientMessage) =>
       Effect.gen(function* () {
+        const start = frameClock.now()
         const connection = yield* awaitConnection(name, opts.commandTimeout)
-        return yield* connection.request(build(connection.ids.next()), opts.commandTimeout)
+        // one deadline for the wait and the ack together
+        const left = Duration.millis(Math.max(1, Duration.toMillis(opts.commandTimeout) - (frameClock.now() - start)))
+        return yield* connection.request(build(connection.ids.next()), left)
       })
 
     const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, mid: string) =>
@@ -505,13 +511,21 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
         const live: Live = { connection, scope, writtenBefore: outbox.written }
+        connecting = live
         yield* Heartbeat.start(connection, {
           interval: opts.heartbeatInterval,
           timeout: opts.heartbeatTimeout
         }).pipe(Scope.extend(scope))
         if (reapply && lastParams !== undefined) {
           yield* applyParams(connection, lastParams).pipe(
-            Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+            Effect.onError((cause) =>
+              Effect.zipRight(
+                Effect.sync(() => {
+                  connecting = undefined
+                }),
+                Scope.close(scope, Exit.failCause(cause))
+              )
+            )
           )
         }
         return live
@@ -571,6 +585,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     const activate = (live: Live) =>
       Effect.suspend(() => {
         current = live
+        connecting = undefined
         const connection = live.connection
         outbox.target = {
           socket: connection.socket,
@@ -614,6 +629,15 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       const step: Effect.Effect<boolean, AudioStreamError> = Effect.suspend(() => {
         if (outbox.failure) return Effect.fail(outbox.failure)
         if (outbox.interrupts !== epoch) return Effect.succeed(false)
+        if (outbox.sealed) {
+          return Effect.fail(
+            new AudioStreamError({
+              reason: "session-closed",
+              unsentFrames: frames.length - index,
+              message: `The session is closing: ${frames.length - index} frame(s) offered after it began closing were not taken`
+            })
+          )
+        }
         index = outbox.offer(frames, index)
         // what cannot go out now goes out on the shared clock's next ticks
         if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
@@ -700,6 +724,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     const endSession = (error: Option.Option<AvatarError>) =>
       Effect.gen(function* () {
+        finished = true
         const queued = outbox.depth
         const doubt = unconfirmed > 0 ? ` (${unconfirmed} written frame(s) were never confirmed by the server)` : ""
         outbox.fail(
@@ -741,13 +766,12 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         )
         // written on this connection after the last pong or ack: may not have arrived
         const doubtful = outbox.written - Math.max(live.writtenBefore, live.connection.confirmed())
-        unconfirmed += doubtful
         outbox.target = undefined
         frameClock.cancel(outbox)
         agoraConnected = false
         current = undefined
         ready = Deferred.unsafeMake<Connection.Connection, AvatarError>(FiberId.none)
-        yield* Scope.close(live.scope, Exit.void)
+        yield* retire(live)
         yield* Effect.logWarning("Avatar session connection dropped").pipe(
           Effect.annotateLogs({
             sessionId,
@@ -812,30 +836,45 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     })
     yield* Effect.forkScoped(Effect.scoped(monitor))
 
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        if (yield* Deferred.isDone(ended)) return
-        const live = current
-        if (live?.connection.isOpen()) {
-          // audio handed to the SDK goes out before the channel is left
-          yield* Effect.interruptible(outbox.awaitSettled(outbox.accepted)).pipe(
-            Effect.timeout(config.flushTimeout),
-            Effect.ignore
-          )
-          closing = true
-          yield* live.connection
-            .request(Protocol.leaveChannel(live.connection.ids.next()), config.leaveTimeout)
-            .pipe(Effect.ignore)
-        }
+    /** Closes a connection's scope, counting what it wrote that no pong or ack confirmed. */
+    const retire = (live: Live) =>
+      Effect.suspend(() => {
+        unconfirmed += Math.max(0, outbox.written - Math.max(live.writtenBefore, live.connection.confirmed()))
+        return Effect.zipRight(live.connection.close, Scope.close(live.scope, Exit.void))
+      })
+
+    yield* Effect.addFinalizer(() => {
+      const live = current
+      // audio handed to the SDK goes out before the channel is left; what producers offer from
+      // now on is refused, and nothing is written after leave_channel
+      const graceful = Effect.gen(function* () {
+        outbox.seal()
+        if (!live?.connection.isOpen()) return
+        yield* Effect.interruptible(outbox.awaitSettled(outbox.accepted)).pipe(
+          // a connection that drops meanwhile cannot finish the flush: stop waiting at once
+          Effect.raceFirst(Effect.interruptible(Effect.ignore(Deferred.await(live.connection.closed)))),
+          Effect.timeout(config.flushTimeout),
+          Effect.exit
+        )
         closing = true
-        yield* endSession(Option.none())
-        if (live) {
-          yield* live.connection.close
-          yield* Scope.close(live.scope, Exit.void)
-        }
+        outbox.target = undefined
+        yield* live.connection
+          .request(Protocol.leaveChannel(live.connection.ids.next()), config.leaveTimeout)
+          .pipe(Effect.exit)
+      })
+      // whatever happened above, the session ends and every connection it opened is closed
+      const cleanup = Effect.gen(function* () {
+        closing = true
         current = undefined
-      }).pipe(Effect.withSpan("AvatarSession.close", { attributes: { "akool.session_id": sessionId } }))
-    )
+        for (const other of [live, connecting]) if (other) yield* retire(other)
+        connecting = undefined
+        yield* endSession(Option.none())
+        yield* PubSub.shutdown(events)
+      })
+      return Effect.suspend(() => (finished ? PubSub.shutdown(events) : Effect.ensuring(graceful, cleanup))).pipe(
+        Effect.withSpan("AvatarSession.close", { attributes: { "akool.session_id": sessionId } })
+      )
+    })
 
     const established = yield* connect("connect").pipe(Effect.tapError((error) => endSession(Option.some(error))))
     yield* activate(established)

@@ -288,7 +288,9 @@ export const make = (
           break
         }
         case "error": {
-          const mid = message.pld.original_mid
+          // the documented payload names no message: an error that arrives while commands wait
+          // answers the oldest of them; one that names a message answers that one
+          const mid = message.pld.original_mid ?? pending.keys().next().value
           const waiting = mid === undefined ? undefined : pending.get(mid)
           if (waiting && mid !== undefined) {
             pending.delete(mid)

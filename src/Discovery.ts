@@ -276,7 +276,8 @@ export const make: Effect.Effect<Service, never, HttpClient.HttpClient | AvatarC
       HttpClientRequest.acceptJson
     )
     const response = yield* client.execute(request)
-    if (response.status === 401 || response.status === 403) {
+    // PROTOCOL.md: 401 is a bad key; every other status, 403 included, is a discovery failure
+    if (response.status === 401) {
       return yield* new AuthenticationError({
         source: "discovery",
         message: `Service discovery refused the API key (HTTP ${response.status}); check AKOOL_API_KEY`

@@ -110,6 +110,14 @@ describe("Discovery", () => {
       const sim = yield* AvatarSimulator.make()
       const discovery = yield* discoveryFor(sim, { discoveryTimeout: "300 millis" })
 
+      // only 401 means a bad key (PROTOCOL.md); 403 is a discovery failure like any other
+      yield* sim.setDiscovery({ status: 403, body: { code: 4030, msg: "forbidden" } })
+      expect(yield* discovery.instances("a").pipe(Effect.flip)).toMatchObject({
+        _tag: "ServiceDiscoveryError",
+        reason: "status",
+        status: 403
+      })
+
       yield* sim.setDiscovery({ status: 503, body: { code: 5000, msg: "maintenance" } })
       expect(yield* discovery.instances("a").pipe(Effect.flip)).toMatchObject({
         _tag: "ServiceDiscoveryError",

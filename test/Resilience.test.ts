@@ -317,3 +317,70 @@ describe("resilience: hostile server messages", () => {
     }).pipe(Effect.scoped)
   )
 })
+
+describe("resilience: closing", () => {
+  it.live("a drop during the closing flush ends the close at once and counts the frames in doubt", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const start = Date.now()
+      const session = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { session } = yield* open(client, { lead: "200 millis", outboxCapacity: 100 })
+          // 2 s of speech, most of it still queued when the scope closes; the link dies 150 ms into the flush
+          yield* Effect.forkDaemon(Stream.run(Stream.make(pcm(32_000 * 2)), session.audio))
+          yield* eventually(session.info, (i) => i.audio.framesAccepted === 50)
+          yield* Effect.forkDaemon(Effect.delay(sim.dropAll({ mode: "terminate" }), "150 millis"))
+          return session
+        })
+      )
+      // far below flushTimeout (10 s): the flush stopped when the connection went away
+      expect(Date.now() - start).toBeLessThan(3000)
+      const info = yield* session.info
+      // the frames written since the last confirmation are reported, not counted as delivered
+      expect(info.audio.framesUnconfirmed).toBeGreaterThan(0)
+      expect(info.audio.framesWritten).toBeLessThan(50)
+      const [record] = yield* sim.sessions
+      expect(record!.commands.map((c) => c.cmd)).not.toContain("leave_channel")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("nothing is written after leave_channel, and the events stream ends with the session", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const events = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { session } = yield* open(client, { pacing: "none" })
+          const events = yield* Effect.forkDaemon(Stream.runCount(session.events))
+          // a producer that never stops: the close must cut it off cleanly
+          yield* Effect.forkDaemon(Stream.run(Stream.repeatEffect(Effect.succeed(new Uint8Array(1280))), session.audio))
+          yield* eventually(session.info, (i) => i.audio.framesWritten > 200)
+          return events
+        })
+      )
+      const [record] = yield* sim.sessions
+      const leave = record!.mids.indexOf(record!.commands.find((c) => c.cmd === "leave_channel")!.mid)
+      expect(leave).toBe(record!.mids.length - 1)
+      expect(yield* Fiber.join(events).pipe(Effect.timeout("2 seconds"))).toBeGreaterThan(0)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a server error without original_mid fails the command that waits for an answer", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make({
+        instances: [{ faults: { noAck: true, errorAfterFrames: { frames: 1, code: 1302, message: "bad params" } } }]
+      })
+      const client = yield* clientFor(sim, { leaveTimeout: "50 millis" })
+      const { session } = yield* open(client, { pacing: "none" })
+      const waiting = yield* Effect.fork(session.interrupt)
+      yield* eventually(sim.sessions, (s) => s[0]!.commands.length === 1)
+      yield* session.sendAudio(pcm(1280))
+      expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({
+        _tag: "ServerError",
+        code: 1302,
+        message: "bad params"
+      })
+    }).pipe(Effect.scoped)
+  )
+})

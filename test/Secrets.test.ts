@@ -1,6 +1,7 @@
 import { expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Stream from "effect/Stream"
@@ -44,7 +45,15 @@ it.live("the API key never appears in a log line, a span, an error or its cause"
         Effect.gen(function* () {
           const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
           yield* session.setParams({ agora })
+          const serverError = yield* session.events.pipe(
+            Stream.filter((m) => m.type === "error"),
+            Stream.runHead,
+            Effect.fork
+          )
+          yield* Effect.yieldNow()
           yield* Stream.run(Stream.make(pcm(6400)), session.audio)
+          // the server's error is logged; once it is in, the interrupt gets its own ack
+          yield* Fiber.join(serverError)
           yield* session.interrupt
           yield* Effect.logDebug("session info", yield* session.info)
         })

@@ -58,6 +58,8 @@ export class Outbox {
   interrupts = 0
   private current: Target | undefined = undefined
   failure: AudioStreamError | undefined = undefined
+  /** Set when the session starts closing: frames already taken are flushed, no new ones are taken. */
+  sealed = false
 
   constructor(readonly options: OutboxOptions) {
     this.ring = new Array(options.capacity)
@@ -137,6 +139,10 @@ export class Outbox {
       this.wake()
     }
     return this.size > 0
+  }
+
+  seal(): void {
+    this.sealed = true
   }
 
   /** Drops every queued frame and restarts the pacing clock; returns how many were dropped. */
