@@ -36,8 +36,7 @@ import {
   ConfigurationError,
   type ConnectError,
   ConnectionError,
-  RetryError,
-  type ServerError
+  RetryError
 } from "./AvatarError.js"
 import * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
@@ -234,6 +233,9 @@ const validate = (options: Options, config: AvatarConfigModule.Resolved) =>
         message: `outboxCapacity must be a whole number of at least 1 (got ${capacity})`
       })
     }
+    // a session option that overrides the client's value of the same name
+    const override = (key: "connectionTimeout" | "commandTimeout" | "heartbeatInterval" | "heartbeatTimeout") =>
+      AvatarConfigModule.validDuration(key, options[key], config[key])
     const highWaterBytes = options.highWaterBytes ?? 1024 * 1024
     if (!Number.isFinite(highWaterBytes) || highWaterBytes < 0) {
       return yield* new ConfigurationError({
@@ -249,26 +251,10 @@ const validate = (options: Options, config: AvatarConfigModule.Resolved) =>
       leadMs: Duration.toMillis(lead),
       capacity,
       highWaterBytes,
-      connectionTimeout: yield* AvatarConfigModule.validDuration(
-        "connectionTimeout",
-        options.connectionTimeout,
-        config.connectionTimeout
-      ),
-      commandTimeout: yield* AvatarConfigModule.validDuration(
-        "commandTimeout",
-        options.commandTimeout,
-        config.commandTimeout
-      ),
-      heartbeatInterval: yield* AvatarConfigModule.validDuration(
-        "heartbeatInterval",
-        options.heartbeatInterval,
-        config.heartbeatInterval
-      ),
-      heartbeatTimeout: yield* AvatarConfigModule.validDuration(
-        "heartbeatTimeout",
-        options.heartbeatTimeout,
-        config.heartbeatTimeout
-      ),
+      connectionTimeout: yield* override("connectionTimeout"),
+      commandTimeout: yield* override("commandTimeout"),
+      heartbeatInterval: yield* override("heartbeatInterval"),
+      heartbeatTimeout: yield* override("heartbeatTimeout"),
       stallMs: Duration.toMillis(
         yield* AvatarConfigModule.validDuration("stallTimeout", options.stallTimeout, Duration.seconds(10))
       )
@@ -764,14 +750,12 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           Cause.failureOption(exit.cause),
           (): Connection.DropError => new ConnectionError({ reason: "closed", message: "The connection ended" })
         )
-        // written on this connection after the last pong or ack: may not have arrived
-        const doubtful = outbox.written - Math.max(live.writtenBefore, live.connection.confirmed())
         outbox.target = undefined
         frameClock.cancel(outbox)
         agoraConnected = false
         current = undefined
         ready = Deferred.unsafeMake<Connection.Connection, AvatarError>(FiberId.none)
-        yield* retire(live)
+        const doubtful = yield* retire(live)
         yield* Effect.logWarning("Avatar session connection dropped").pipe(
           Effect.annotateLogs({
             sessionId,
@@ -836,11 +820,15 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     })
     yield* Effect.forkScoped(Effect.scoped(monitor))
 
-    /** Closes a connection's scope, counting what it wrote that no pong or ack confirmed. */
+    /**
+     * Closes a connection's scope. What it wrote after the last pong or ack may not have
+     * arrived: that is added to `unconfirmed`, and returned.
+     */
     const retire = (live: Live) =>
       Effect.suspend(() => {
-        unconfirmed += Math.max(0, outbox.written - Math.max(live.writtenBefore, live.connection.confirmed()))
-        return Effect.zipRight(live.connection.close, Scope.close(live.scope, Exit.void))
+        const doubtful = Math.max(0, outbox.written - Math.max(live.writtenBefore, live.connection.confirmed()))
+        unconfirmed += doubtful
+        return Effect.as(Effect.zipRight(live.connection.close, Scope.close(live.scope, Exit.void)), doubtful)
       })
 
     yield* Effect.addFinalizer(() => {
@@ -919,13 +907,3 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       await: Deferred.await(ended)
     } satisfies AvatarSession
   })
-
-/**
- * Narrows a `ServerError` or `CommandError` out of an `AvatarError`, for callers that
- * treat a refused command differently from a lost connection.
- *
- * @since 0.1.0
- * @category refinements
- */
-export const isCommandFailure = (error: AvatarError): error is CommandError | ServerError =>
-  error._tag === "CommandError" || error._tag === "ServerError"

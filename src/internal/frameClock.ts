@@ -3,7 +3,6 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
-import * as Layer from "effect/Layer"
 
 /** Something the clock wakes: a session's writer. `pump` is synchronous and cheap; it returns whether work is left. */
 export interface Pumpable {
@@ -63,5 +62,3 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
       now
     } satisfies FrameClockService
   })
-
-export const layer = (tick?: Duration.DurationInput) => Layer.scoped(FrameClock, make(tick))
