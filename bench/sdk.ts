@@ -1,0 +1,46 @@
+/**
+ * The SDK behind the harness's common interface: one `ManagedRuntime` with the Node client
+ * layer, one scope per session. The runtime is crossed once per operation (open, a whole
+ * stream, close), never per frame, so the figures are the SDK's own.
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { AvatarClient } from "../src/index.js"
+import { AGORA, API_KEY, AVATAR_ID, type Driver, HEARTBEAT_MS } from "./shared.js"
+
+export const sdkDriver = (port: number): Driver => {
+  const runtime = ManagedRuntime.make(
+    AvatarClient.layerNode({
+      apiKey: Redacted.make(API_KEY),
+      discoveryUrl: `http://127.0.0.1:${port}`,
+      env: "prod",
+      heartbeatInterval: `${HEARTBEAT_MS} millis`
+    }).pipe(
+      // the recovery scenario drops links on purpose: its warnings are not wanted here
+      Layer.merge(Logger.minimumLogLevel(LogLevel.Error))
+    )
+  )
+  return {
+    open: async ({ pacing }) => {
+      const scope = await runtime.runPromise(Scope.make())
+      const session = await runtime.runPromise(
+        AvatarClient.session({ avatarId: AVATAR_ID, pacing, params: { agora: AGORA } }).pipe(Scope.extend(scope))
+      )
+      return {
+        id: session.sessionId,
+        paced: (frames) => runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio)),
+        unpaced: (frames) => runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio)),
+        close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
+        unconfirmed: () => runtime.runPromise(Effect.map(session.info, (info) => info.audio.framesUnconfirmed))
+      }
+    },
+    dispose: () => runtime.dispose()
+  }
+}
