@@ -125,6 +125,38 @@ export class AudioStreamError extends Schema.TaggedError<AudioStreamError>("akoo
 }
 
 /**
+ * Audio that is not what it claims to be, or that this SDK cannot decode. `source` names
+ * the file (or `stdin`) when there is one.
+ *
+ * - `unknown-format`: neither WAV nor MPEG audio (the message says what it looks like: Ogg,
+ *   FLAC, MP4, text...)
+ * - `unsupported-codec`: a WAV file whose samples are compressed (ADPCM, µ-law, MP3 in WAV...)
+ *   or stored in a way no decoder here reads (big-endian RIFX)
+ * - `truncated`: the file ends before its header says it does, or in the middle of a sample
+ * - `malformed`: a header that contradicts itself (no `fmt ` chunk, zero channels, a block
+ *   size that does not match the sample size), or MPEG data no frame of which decodes
+ * - `not-raw`: input declared as raw PCM starts with a container header (WAV, MP3, Ogg...)
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AudioDecodeError extends Schema.TaggedError<AudioDecodeError>("akool-streaming-avatar/AudioDecodeError")(
+  "AudioDecodeError",
+  {
+    reason: Schema.Literal("unknown-format", "unsupported-codec", "truncated", "malformed", "not-raw"),
+    message: Schema.String,
+    source: Schema.optional(Schema.String)
+  }
+) {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  get retryable(): boolean {
+    return false
+  }
+}
+
+/**
  * Options that cannot work: an empty avatar id, a negative duration, a missing key.
  *
  * @since 0.1.0
@@ -220,6 +252,7 @@ export type AvatarError =
   | ServiceDiscoveryError
   | ConnectionError
   | AudioStreamError
+  | AudioDecodeError
   | ConfigurationError
   | ServerError
   | CommandError

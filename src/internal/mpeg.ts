@@ -1,0 +1,176 @@
+/**
+ * MPEG audio (MP3, and MP1/MP2): decoding is mpg123's, compiled to WebAssembly
+ * (`mpg123-decoder`); what is here only reads headers: where the audio starts after an ID3
+ * tag, the first frame's rate and channels, and the Xing/Info tag that LAME and FFmpeg
+ * write, which gives the frame count (the exact duration) and the stream's size (so a
+ * truncated file is recognised).
+ */
+import * as Effect from "effect/Effect"
+import * as Mpg123 from "mpg123-decoder"
+import { decodeError, isMpegHeader, mixPlanar } from "./pcm.js"
+
+const BITRATES_V1: Record<number, ReadonlyArray<number>> = {
+  1: [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
+  2: [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
+  3: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
+}
+const BITRATES_V2: Record<number, ReadonlyArray<number>> = {
+  1: [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+  2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+  3: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
+}
+const RATES: Record<number, ReadonlyArray<number>> = {
+  3: [44100, 48000, 32000], // MPEG 1
+  2: [22050, 24000, 16000], // MPEG 2
+  0: [11025, 12000, 8000] // MPEG 2.5
+}
+
+export interface FrameHeader {
+  readonly version: 1 | 2 | 2.5
+  readonly layer: 1 | 2 | 3
+  readonly sampleRate: number
+  readonly channels: 1 | 2
+  readonly bitrateKbps: number
+  readonly frameBytes: number
+  readonly samplesPerFrame: number
+}
+
+export const readFrameHeader = (b: Uint8Array, at: number): FrameHeader | undefined => {
+  if (!isMpegHeader(b, at)) return undefined
+  const versionBits = (b[at + 1]! >> 3) & 3
+  const layer = (4 - ((b[at + 1]! >> 1) & 3)) as 1 | 2 | 3
+  const bitrateIndex = b[at + 2]! >> 4
+  const sampleRate = RATES[versionBits]![(b[at + 2]! >> 2) & 3]!
+  const padding = (b[at + 2]! >> 1) & 1
+  const channels = b[at + 3]! >> 6 === 3 ? 1 : 2
+  const version = versionBits === 3 ? 1 : versionBits === 2 ? 2 : 2.5
+  const bitrateKbps = (version === 1 ? BITRATES_V1 : BITRATES_V2)[layer]![bitrateIndex]!
+  if (bitrateKbps === 0) return undefined // free format: no length to check against
+  const samplesPerFrame = layer === 1 ? 384 : layer === 3 && version !== 1 ? 576 : 1152
+  const frameBytes =
+    layer === 1
+      ? (Math.floor((12 * bitrateKbps * 1000) / sampleRate) + padding) * 4
+      : Math.floor(((samplesPerFrame / 8) * bitrateKbps * 1000) / sampleRate) + padding
+  return { version, layer, sampleRate, channels, bitrateKbps, frameBytes, samplesPerFrame }
+}
+
+/** The size of an ID3v2 tag at the start, or 0. */
+export const id3Size = (b: Uint8Array): number => {
+  if (b.byteLength < 10 || b[0] !== 0x49 || b[1] !== 0x44 || b[2] !== 0x33) return 0
+  const size = ((b[6]! & 0x7f) << 21) | ((b[7]! & 0x7f) << 14) | ((b[8]! & 0x7f) << 7) | (b[9]! & 0x7f)
+  const footer = (b[5]! & 0x10) !== 0 ? 10 : 0
+  return 10 + size + footer
+}
+
+export interface MpegInfo {
+  readonly header: FrameHeader
+  /** Where the first frame starts. */
+  readonly audioOffset: number
+  /** Decoded samples per channel, when a Xing/Info tag says (gapless: encoder delay and padding removed). */
+  readonly samples: number | undefined
+  /** Bytes of MPEG data from the first frame on, when a Xing/Info tag says. */
+  readonly streamBytes: number | undefined
+}
+
+/**
+ * Reads the first frame (it must be followed by a second one where the bytes reach it, so
+ * that random data is not taken for MPEG) and its Xing/Info tag. `undefined` when the bytes
+ * hold no frame where one should start.
+ */
+export const probe = (b: Uint8Array): MpegInfo | undefined => {
+  const start = id3Size(b)
+  // tolerate a little junk between the tag and the first frame, as players do
+  for (let at = start; at < Math.min(b.byteLength - 4, start + 4096); at++) {
+    const header = readFrameHeader(b, at)
+    if (header === undefined) continue
+    const next = at + header.frameBytes
+    if (next + 4 <= b.byteLength && readFrameHeader(b, next) === undefined) continue
+    return { header, audioOffset: at, ...xingTag(b, at, header) }
+  }
+  return undefined
+}
+
+const xingTag = (
+  b: Uint8Array,
+  at: number,
+  h: FrameHeader
+): { samples: number | undefined; streamBytes: number | undefined } => {
+  const sideInfo = h.version === 1 ? (h.channels === 2 ? 32 : 17) : h.channels === 2 ? 17 : 9
+  const x = at + 4 + sideInfo
+  const none = { samples: undefined, streamBytes: undefined }
+  if (x + 16 > b.byteLength) return none
+  const id = String.fromCharCode(b[x]!, b[x + 1]!, b[x + 2]!, b[x + 3]!)
+  if (id !== "Xing" && id !== "Info") return none
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
+  const flags = view.getUint32(x + 4, false)
+  let p = x + 8
+  let frames: number | undefined
+  let streamBytes: number | undefined
+  if (flags & 1) {
+    frames = view.getUint32(p, false)
+    p += 4
+  }
+  if (flags & 2) {
+    streamBytes = view.getUint32(p, false)
+    p += 4
+  }
+  if (flags & 4) p += 100
+  if (flags & 8) p += 4
+  let delay = 0
+  let padding = 0
+  // the LAME extension (also written by FFmpeg): encoder delay and padding, 12 bits each
+  if (p + 24 <= b.byteLength && /^(LAME|Lavc|Lavf|GOGO)/.test(String.fromCharCode(...b.subarray(p, p + 4)))) {
+    delay = (b[p + 21]! << 4) | (b[p + 22]! >> 4)
+    padding = ((b[p + 22]! & 0x0f) << 8) | b[p + 23]!
+  }
+  // the tag frame itself holds no audio
+  const samples = frames === undefined ? undefined : Math.max(0, frames * h.samplesPerFrame - delay - padding)
+  return { samples, streamBytes }
+}
+
+/**
+ * mpg123 behind a synchronous `push`: bytes of the file in, mono floats out. Gapless
+ * decoding is on, so the encoder's delay and padding do not lengthen the audio.
+ */
+export class MpegDecoder {
+  private decoded = 0
+
+  private constructor(
+    private readonly decoder: Mpg123.MPEGDecoder,
+    readonly sampleRate: number,
+    readonly source: string | undefined
+  ) {}
+
+  static make(sampleRate: number, source: string | undefined): Effect.Effect<MpegDecoder> {
+    return Effect.suspend(() => {
+      const decoder = new Mpg123.MPEGDecoder({ enableGapless: true })
+      return Effect.as(
+        Effect.promise(() => decoder.ready),
+        new MpegDecoder(decoder, sampleRate, source)
+      )
+    })
+  }
+
+  push(chunk: Uint8Array): Float32Array {
+    const result = this.decoder.decode(chunk)
+    if (result.samplesDecoded === 0) return new Float32Array(0)
+    if (result.sampleRate !== this.sampleRate) {
+      throw decodeError(
+        "malformed",
+        `the sample rate changes from ${this.sampleRate} to ${result.sampleRate} Hz in the middle of the stream (files joined together?); decode them one by one`,
+        this.source
+      )
+    }
+    this.decoded += result.samplesDecoded
+    return mixPlanar(result.channelData, result.samplesDecoded)
+  }
+
+  /** Samples per channel decoded so far. */
+  get samples(): number {
+    return this.decoded
+  }
+
+  close(): void {
+    this.decoder.free()
+  }
+}

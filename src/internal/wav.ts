@@ -1,0 +1,222 @@
+/**
+ * A streaming RIFF/WAVE reader: it walks the chunks as bytes arrive, keeps only headers in
+ * memory, and hands out the `data` chunk's bytes as they come. A one-hour file is never
+ * held whole. It understands PCM (8, 16, 24, 32-bit), IEEE float (32, 64-bit),
+ * WAVE_FORMAT_EXTENSIBLE around either, and RF64; it names anything else.
+ */
+import type { AudioDecodeError } from "../AvatarError.js"
+import { decodeError, type Encoding } from "./pcm.js"
+
+export interface WavFormat {
+  readonly sampleRate: number
+  readonly channels: number
+  readonly encoding: Encoding
+  readonly bitsPerSample: number
+}
+
+/** WAVE format tags a reader may meet, for naming the ones we do not decode. */
+const CODEC_NAMES: Record<number, string> = {
+  2: "Microsoft ADPCM",
+  6: "A-law",
+  7: "µ-law",
+  17: "IMA ADPCM",
+  49: "GSM 6.10",
+  80: "MPEG audio",
+  85: "MP3",
+  255: "AAC",
+  8192: "AC-3",
+  61868: "FLAC"
+}
+
+const tag = (b: Uint8Array, at: number) => String.fromCharCode(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!)
+
+const MAX_FMT_BYTES = 1024
+
+type State =
+  | { readonly _tag: "riff" }
+  | { readonly _tag: "header" }
+  | { readonly _tag: "fmt"; readonly size: number }
+  | { readonly _tag: "skip"; remaining: number }
+  | { readonly _tag: "data"; remaining: number }
+  | { readonly _tag: "done" }
+
+export class WavReader {
+  format: WavFormat | undefined
+  /** The `data` chunk's declared size in bytes, or `undefined` when it runs to the end of the file. */
+  declaredDataBytes: number | undefined
+  /** Where the audio starts in the file. */
+  dataOffset: number | undefined
+  /** Bytes of audio handed out so far. */
+  dataBytes = 0
+
+  private state: State = { _tag: "riff" }
+  private head = new Uint8Array(0)
+  private offset = 0
+  private rf64 = false
+
+  constructor(readonly source: string | undefined) {}
+
+  private fail(reason: AudioDecodeError["reason"], message: string): never {
+    throw decodeError(reason, message, this.source)
+  }
+
+  /** Takes bytes of the file; pushes the audio among them onto `out`. Throws an `AudioDecodeError`. */
+  push(chunk: Uint8Array, out: Array<Uint8Array>): void {
+    let at = 0
+    while (at < chunk.byteLength) {
+      const state = this.state
+      switch (state._tag) {
+        case "done":
+          this.offset += chunk.byteLength - at
+          return
+        case "skip": {
+          const n = Math.min(state.remaining, chunk.byteLength - at)
+          state.remaining -= n
+          at += n
+          this.offset += n
+          if (state.remaining === 0) this.state = { _tag: "header" }
+          break
+        }
+        case "data": {
+          const n = Math.min(state.remaining, chunk.byteLength - at)
+          if (n > 0) out.push(chunk.subarray(at, at + n))
+          state.remaining -= n
+          this.dataBytes += n
+          at += n
+          this.offset += n
+          if (state.remaining === 0) this.state = { _tag: "done" }
+          break
+        }
+        default: {
+          const need = state._tag === "riff" ? 12 : state._tag === "header" ? 8 : state.size
+          const take = Math.min(need - this.head.byteLength, chunk.byteLength - at)
+          const head = new Uint8Array(this.head.byteLength + take)
+          head.set(this.head, 0)
+          head.set(chunk.subarray(at, at + take), this.head.byteLength)
+          this.head = head
+          at += take
+          this.offset += take
+          if (head.byteLength === need) {
+            this.head = new Uint8Array(0)
+            this.onHeader(state, head)
+          }
+        }
+      }
+    }
+  }
+
+  private onHeader(state: State, b: Uint8Array): void {
+    const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
+    switch (state._tag) {
+      case "riff": {
+        const riff = tag(b, 0)
+        if ((riff !== "RIFF" && riff !== "RF64") || tag(b, 8) !== "WAVE") {
+          this.fail("malformed", "not a RIFF/WAVE file (no RIFF....WAVE header)")
+        }
+        this.rf64 = riff === "RF64"
+        this.state = { _tag: "header" }
+        return
+      }
+      case "header": {
+        const id = tag(b, 0)
+        const size = view.getUint32(4, true)
+        if (id === "fmt ") {
+          if (size < 16 || size > MAX_FMT_BYTES) {
+            this.fail("malformed", `the fmt chunk is ${size} bytes; a WAVE fmt chunk is 16 to 40`)
+          }
+          this.state = { _tag: "fmt", size: size + (size % 2) }
+        } else if (id === "data") {
+          if (this.format === undefined) this.fail("malformed", "the data chunk comes before the fmt chunk")
+          this.dataOffset = this.offset
+          // streaming writers leave 0 or 0xFFFFFFFF; RF64 keeps the real size in ds64: read to the end
+          const open = size === 0 || size === 0xffffffff || this.rf64
+          this.declaredDataBytes = open ? undefined : size
+          this.state = { _tag: "data", remaining: open ? Number.POSITIVE_INFINITY : size }
+        } else {
+          this.state = { _tag: "skip", remaining: size + (size % 2) }
+          if (size === 0) this.state = { _tag: "header" }
+        }
+        return
+      }
+      case "fmt": {
+        this.format = this.parseFormat(view)
+        this.state = { _tag: "header" }
+        return
+      }
+      default:
+        return
+    }
+  }
+
+  private parseFormat(view: DataView): WavFormat {
+    let formatTag = view.getUint16(0, true)
+    const channels = view.getUint16(2, true)
+    const sampleRate = view.getUint32(4, true)
+    const blockAlign = view.getUint16(12, true)
+    const bitsPerSample = view.getUint16(14, true)
+    if (formatTag === 0xfffe) {
+      // WAVE_FORMAT_EXTENSIBLE: the real tag is the first two bytes of the sub-format GUID
+      if (view.byteLength < 40) this.fail("malformed", "an extensible fmt chunk shorter than 40 bytes")
+      formatTag = view.getUint16(24, true)
+    }
+    if (formatTag !== 1 && formatTag !== 3) {
+      const name = CODEC_NAMES[formatTag]
+      this.fail(
+        "unsupported-codec",
+        `the WAV file holds ${name ?? "compressed"} audio (format tag 0x${formatTag.toString(16).padStart(4, "0")}); only PCM and IEEE float WAV are decoded. Convert it, e.g. \`ffmpeg -i in.wav -c:a pcm_s16le out.wav\`.`
+      )
+    }
+    if (channels === 0) this.fail("malformed", "the fmt chunk says 0 channels")
+    if (sampleRate < 1000 || sampleRate > 384_000) {
+      this.fail("malformed", `the fmt chunk says ${sampleRate} Hz; a sample rate from 1,000 to 384,000 Hz is expected`)
+    }
+    const encoding: Encoding | undefined =
+      formatTag === 3
+        ? bitsPerSample === 32
+          ? "f32le"
+          : bitsPerSample === 64
+            ? "f64le"
+            : undefined
+        : bitsPerSample === 8
+          ? "u8"
+          : bitsPerSample === 16
+            ? "s16le"
+            : bitsPerSample === 24
+              ? "s24le"
+              : bitsPerSample === 32
+                ? "s32le"
+                : undefined
+    if (encoding === undefined) {
+      this.fail(
+        "unsupported-codec",
+        `${bitsPerSample}-bit ${formatTag === 3 ? "float" : "integer"} samples are not decoded; PCM 8, 16, 24 or 32-bit and float 32 or 64-bit are`
+      )
+    }
+    if (blockAlign !== (channels * bitsPerSample) / 8) {
+      this.fail(
+        "malformed",
+        `the fmt chunk says ${blockAlign} bytes per sample frame, but ${channels} channels of ${bitsPerSample} bits take ${(channels * bitsPerSample) / 8}`
+      )
+    }
+    return { sampleRate, channels, encoding, bitsPerSample }
+  }
+
+  /** At the end of the file: throws when the file stopped before the audio its header promised. */
+  end(): void {
+    const state = this.state
+    if (this.format === undefined) {
+      this.fail(
+        state._tag === "riff" ? "truncated" : "malformed",
+        state._tag === "riff" ? "the file ends inside its RIFF header" : "no fmt chunk before the end of the file"
+      )
+    }
+    if (this.dataOffset === undefined) this.fail("truncated", "the file ends before its audio data (no data chunk)")
+    if (state._tag === "data" && Number.isFinite(state.remaining) && state.remaining > 0) {
+      const rate = this.format.sampleRate * (this.format.bitsPerSample / 8) * this.format.channels
+      this.fail(
+        "truncated",
+        `the data chunk declares ${this.declaredDataBytes} bytes (${((this.declaredDataBytes ?? 0) / rate).toFixed(2)} s) but the file ends after ${this.dataBytes} (${(this.dataBytes / rate).toFixed(2)} s)`
+      )
+    }
+  }
+}
