@@ -61,10 +61,12 @@ const codecOfWav = (encoding: Encoding) =>
       : `PCM ${encoding === "u8" ? 8 : Number.parseInt(encoding.slice(1), 10)}-bit`
 
 const truncatedMpeg = (streamBytes: number, have: number, info: Mpeg.MpegInfo, source: string | undefined) => {
-  const seconds = (bytes: number) => ((bytes * 8) / (info.header.bitrateKbps * 1000)).toFixed(2)
+  const h = info.header
+  // seconds per byte: from the tag's own totals when it has them, else from the first frame's bitrate
+  const perByte = info.samples !== undefined ? info.samples / h.sampleRate / streamBytes : 8 / (h.bitrateKbps * 1000)
   return decodeError(
     "truncated",
-    `the MP3's Info tag says ${streamBytes} bytes of audio (about ${seconds(streamBytes)} s) but the file holds ${have} (about ${seconds(have)} s)`,
+    `the MP3's Info tag says ${streamBytes} bytes of audio (${(streamBytes * perByte).toFixed(2)} s) but the file holds ${have} (about ${(have * perByte).toFixed(2)} s)`,
     source
   )
 }
@@ -140,7 +142,7 @@ export const probe = (
       const estimate = have === undefined ? undefined : (have / h.frameBytes) * (h.samplesPerFrame / h.sampleRate)
       return {
         container: "mpeg",
-        codec: `MPEG-${h.version} Layer ${"I".repeat(h.layer)}, ${h.bitrateKbps} kbps${info.samples === undefined ? "" : " (Info tag)"}`,
+        codec: `MPEG-${h.version} Layer ${"I".repeat(h.layer)}, ${info.vbr ? "VBR" : `${h.bitrateKbps} kbps`}`,
         sampleRate: h.sampleRate,
         channels: h.channels,
         durationSeconds:

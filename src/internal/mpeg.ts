@@ -70,6 +70,8 @@ export interface MpegInfo {
   readonly samples: number | undefined
   /** Bytes of MPEG data from the first frame on, when a Xing/Info tag says. */
   readonly streamBytes: number | undefined
+  /** A Xing tag (rather than Info): the bitrate varies from frame to frame. */
+  readonly vbr: boolean
 }
 
 /**
@@ -94,10 +96,10 @@ const xingTag = (
   b: Uint8Array,
   at: number,
   h: FrameHeader
-): { samples: number | undefined; streamBytes: number | undefined } => {
+): { samples: number | undefined; streamBytes: number | undefined; vbr: boolean } => {
   const sideInfo = h.version === 1 ? (h.channels === 2 ? 32 : 17) : h.channels === 2 ? 17 : 9
   const x = at + 4 + sideInfo
-  const none = { samples: undefined, streamBytes: undefined }
+  const none = { samples: undefined, streamBytes: undefined, vbr: false }
   if (x + 16 > b.byteLength) return none
   const id = String.fromCharCode(b[x]!, b[x + 1]!, b[x + 2]!, b[x + 3]!)
   if (id !== "Xing" && id !== "Info") return none
@@ -125,7 +127,7 @@ const xingTag = (
   }
   // the tag frame itself holds no audio
   const samples = frames === undefined ? undefined : Math.max(0, frames * h.samplesPerFrame - delay - padding)
-  return { samples, streamBytes }
+  return { samples, streamBytes, vbr: id === "Xing" }
 }
 
 /**

@@ -1,0 +1,254 @@
+/**
+ * `akool-avatar simulate`: the simulator standalone until Ctrl-C, every fault switch a flag.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as AvatarSimulator from "../../AvatarSimulator.js"
+import { report, UsageError } from "./report.js"
+
+const int = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
+
+const flag = (name: string, description: string) => Options.boolean(name).pipe(Options.withDescription(description))
+
+const options = {
+  port: Options.integer("port").pipe(
+    Options.withDescription("Discovery port; 0 takes any free port. Instances always take free ports."),
+    Options.withDefault(0)
+  ),
+  host: Options.text("host").pipe(Options.withDescription("Address to listen on."), Options.withDefault("127.0.0.1")),
+  instances: Options.integer("instances").pipe(Options.withDescription("Number of instances."), Options.withDefault(1)),
+  apiKey: Options.text("api-key").pipe(
+    Options.withDescription("The only key to accept (default: any non-empty key)."),
+    Options.optional
+  ),
+  shape: Options.choice("shape", ["code", "readme"]).pipe(
+    Options.withDescription(
+      "Which documented discovery body to send: the shape the reference SDK's code parses, or the one its README shows."
+    ),
+    Options.withDefault("code" as const)
+  ),
+  noRecordAudio: flag("no-record-audio", "Count audio without keeping it (for load tests)."),
+  discoveryDelay: int("discovery-delay", "Answer every discovery request this many milliseconds late."),
+  discoveryStatus: int("discovery-status", "Answer every discovery request with this HTTP status."),
+  rejectKey: flag("reject-key", "Accept the upgrade, then close with 4001."),
+  occupied: flag("occupied", "Accept the upgrade, then close with 4003."),
+  tooSoon: int("too-soon", "Close the next K connection attempts with 4004."),
+  refuseFirst: Options.text("refuse-first").pipe(
+    Options.withDescription(
+      "CODE:K: close the next K connection attempts with CODE (4001, 4003 or 4004), e.g. 4004:3."
+    ),
+    Options.optional
+  ),
+  refuseUpgrade: int("refuse-upgrade", "Answer the upgrade request with this HTTP status (e.g. 401, 503)."),
+  noWebsocketConnected: flag("no-websocket-connected", "Never send websocket_connected."),
+  wsConnectedDelay: int(
+    "ws-connected-delay",
+    "Send websocket_connected this many milliseconds after the connection opened."
+  ),
+  stall: flag("stall", "Read nothing and answer nothing, upgrades included; TCP connections stay open."),
+  noPong: flag("no-pong", "Do not answer pings."),
+  noAck: flag("no-ack", "Never acknowledge commands nor leave_channel."),
+  ackDelay: int("ack-delay", "Delay every answer to a command by this many milliseconds."),
+  noAgoraConnected: flag("no-agora-connected", "Acknowledge set-params but never send agora_connected."),
+  agoraConnectedDelay: int(
+    "agora-connected-delay",
+    "Send agora_connected this many milliseconds after the set-params ack."
+  ),
+  commandError: Options.text("command-error").pipe(
+    Options.withDescription("CODE:MESSAGE: answer every command with an error message instead of an ack."),
+    Options.optional
+  ),
+  errorAfterFrames: int("error-after-frames", "After N chat frames on a connection, send one error message."),
+  errorCode: int("error-code", "With --error-after-frames: its error_code (default 5000)."),
+  errorMessage: Options.text("error-message").pipe(
+    Options.withDescription('With --error-after-frames: its error_message (default "simulated stream error").'),
+    Options.optional
+  ),
+  dropAfterFrames: int(
+    "drop-after-frames",
+    "After N chat frames on a connection, end it (the N-th frame is the last recorded)."
+  ),
+  dropMode: Options.choice("drop-mode", ["close", "terminate"]).pipe(
+    Options.withDescription(
+      "With --drop-after-frames: close sends a close frame with --drop-code; terminate destroys the socket (1006)."
+    ),
+    Options.optional
+  ),
+  dropCode: int("drop-code", "With --drop-after-frames: the close code (default 1011)."),
+  malformedAfterFrames: int("malformed-after-frames", "After N chat frames on a connection, send hostile messages."),
+  malformedCount: int(
+    "malformed-count",
+    `With --malformed-after-frames: how many (default ${AvatarSimulator.MALFORMED_KINDS.length}, one of each kind).`
+  ),
+  malformedKinds: Options.text("malformed-kinds").pipe(
+    Options.withDescription(
+      `With --malformed-after-frames: which kinds, in turn, comma-separated (default all: ${AvatarSimulator.MALFORMED_KINDS.join(",")}).`
+    ),
+    Options.optional
+  ),
+  verbose: flag("verbose", "On an error, print its full cause too.")
+}
+
+type Parsed = Command.Command.ParseConfig<typeof options>
+
+const whole = (name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  Number.isInteger(value) && value >= min && value <= max
+    ? Effect.succeed(value)
+    : Effect.fail(
+        new UsageError({
+          message: `--${name} needs a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? " up" : ` to ${max}`} (got ${value})`
+        })
+      )
+
+const optionalWhole = (name: string, value: Option.Option<number>, min: number, max?: number) =>
+  Option.match(value, {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (v) => whole(name, v, min, max)
+  })
+
+/** The codes a server may send in a close frame (RFC 6455 section 7.4). */
+const closeCode = (name: string, value: number) =>
+  Effect.flatMap(whole(name, value, 1000, 4999), (code) =>
+    (code > 1014 && code < 3000) || code === 1004 || code === 1005 || code === 1006
+      ? Effect.fail(new UsageError({ message: `--${name}: ${code} is not a close code a server may send` }))
+      : Effect.succeed(code)
+  )
+
+/** `A:B`, split at the first colon. */
+const pair = (name: string, value: string, shape: string) => {
+  const at = value.indexOf(":")
+  return at <= 0 || at === value.length - 1
+    ? Effect.fail(new UsageError({ message: `--${name} takes ${shape} (got ${JSON.stringify(value)})` }))
+    : Effect.succeed([value.slice(0, at), value.slice(at + 1)] as const)
+}
+
+const goesWith = (names: ReadonlyArray<string>, main: string) =>
+  new UsageError({ message: `${names.map((n) => `--${n}`).join(" and ")} go with --${main}` })
+
+const faultsOf = (o: Parsed) =>
+  Effect.gen(function* () {
+    const faults: { -readonly [K in keyof AvatarSimulator.Faults]: AvatarSimulator.Faults[K] } = {}
+    if (o.rejectKey) faults.rejectKey = true
+    if (o.occupied) faults.occupied = true
+    if (o.noWebsocketConnected) faults.noWebsocketConnected = true
+    if (o.stall) faults.stall = true
+    if (o.noPong) faults.noPong = true
+    if (o.noAck) faults.noAck = true
+    if (o.noAgoraConnected) faults.noAgoraConnected = true
+    const tooSoon = yield* optionalWhole("too-soon", o.tooSoon, 0)
+    if (tooSoon !== undefined) faults.tooSoon = tooSoon
+    const refuseUpgrade = yield* optionalWhole("refuse-upgrade", o.refuseUpgrade, 100, 599)
+    if (refuseUpgrade !== undefined) faults.refuseUpgrade = refuseUpgrade
+    const wsDelay = yield* optionalWhole("ws-connected-delay", o.wsConnectedDelay, 0)
+    if (wsDelay !== undefined) faults.websocketConnectedDelay = wsDelay
+    const ackDelay = yield* optionalWhole("ack-delay", o.ackDelay, 0)
+    if (ackDelay !== undefined) faults.ackDelay = ackDelay
+    const agoraDelay = yield* optionalWhole("agora-connected-delay", o.agoraConnectedDelay, 0)
+    if (agoraDelay !== undefined) faults.agoraConnectedDelay = agoraDelay
+    if (Option.isSome(o.refuseFirst)) {
+      const [code, attempts] = yield* pair("refuse-first", o.refuseFirst.value, "CODE:K, e.g. 4004:3")
+      const c = yield* whole("refuse-first CODE", Number(code), 4001, 4004)
+      if (c !== 4001 && c !== 4003 && c !== 4004) {
+        return yield* new UsageError({ message: "--refuse-first CODE is 4001, 4003 or 4004" })
+      }
+      faults.refuseFirst = { code: c, attempts: yield* whole("refuse-first K", Number(attempts), 0) }
+    }
+    if (Option.isSome(o.commandError)) {
+      const [code, message] = yield* pair("command-error", o.commandError.value, "CODE:MESSAGE, e.g. 5001:no capacity")
+      faults.commandError = { code: yield* whole("command-error CODE", Number(code), 0), message }
+    }
+    const errorAfter = yield* optionalWhole("error-after-frames", o.errorAfterFrames, 1)
+    if (errorAfter === undefined && (Option.isSome(o.errorCode) || Option.isSome(o.errorMessage))) {
+      return yield* goesWith(["error-code", "error-message"], "error-after-frames")
+    }
+    if (errorAfter !== undefined) {
+      faults.errorAfterFrames = {
+        frames: errorAfter,
+        code: (yield* optionalWhole("error-code", o.errorCode, 0)) ?? 5000,
+        message: Option.getOrElse(o.errorMessage, () => "simulated stream error")
+      }
+    }
+    const dropAfter = yield* optionalWhole("drop-after-frames", o.dropAfterFrames, 1)
+    if (dropAfter === undefined && (Option.isSome(o.dropMode) || Option.isSome(o.dropCode))) {
+      return yield* goesWith(["drop-mode", "drop-code"], "drop-after-frames")
+    }
+    if (dropAfter !== undefined) {
+      const code = Option.isSome(o.dropCode) ? yield* closeCode("drop-code", o.dropCode.value) : undefined
+      faults.dropAfterFrames = {
+        frames: dropAfter,
+        ...(Option.isSome(o.dropMode) ? { mode: o.dropMode.value } : {}),
+        ...(code === undefined ? {} : { code })
+      }
+    }
+    const malformedAfter = yield* optionalWhole("malformed-after-frames", o.malformedAfterFrames, 1)
+    if (malformedAfter === undefined && (Option.isSome(o.malformedCount) || Option.isSome(o.malformedKinds))) {
+      return yield* goesWith(["malformed-count", "malformed-kinds"], "malformed-after-frames")
+    }
+    if (malformedAfter !== undefined) {
+      let kinds: ReadonlyArray<AvatarSimulator.MalformedKind> | undefined
+      if (Option.isSome(o.malformedKinds)) {
+        const names = o.malformedKinds.value.split(",").map((k) => k.trim())
+        for (const kind of names) {
+          if (!(AvatarSimulator.MALFORMED_KINDS as ReadonlyArray<string>).includes(kind)) {
+            return yield* new UsageError({
+              message: `--malformed-kinds: unknown kind ${JSON.stringify(kind)}; the kinds are ${AvatarSimulator.MALFORMED_KINDS.join(", ")}`
+            })
+          }
+        }
+        kinds = names as ReadonlyArray<AvatarSimulator.MalformedKind>
+      }
+      faults.malformed = {
+        afterFrames: malformedAfter,
+        count: (yield* optionalWhole("malformed-count", o.malformedCount, 0)) ?? AvatarSimulator.MALFORMED_KINDS.length,
+        ...(kinds === undefined ? {} : { kinds })
+      }
+    }
+    return faults as AvatarSimulator.Faults
+  })
+
+const simulate = (o: Parsed) =>
+  Effect.gen(function* () {
+    yield* whole("port", o.port, 0, 65535)
+    const count = yield* whole("instances", o.instances, 1, 1000)
+    const faults = yield* faultsOf(o)
+    const discoveryDelay = yield* optionalWhole("discovery-delay", o.discoveryDelay, 0)
+    const discoveryStatus = yield* optionalWhole("discovery-status", o.discoveryStatus, 100, 599)
+    const simulator = yield* AvatarSimulator.make({
+      port: o.port,
+      host: o.host,
+      discoveryShape: o.shape,
+      recordAudio: !o.noRecordAudio,
+      ...(Option.isSome(o.apiKey) ? { apiKey: o.apiKey.value } : {}),
+      instances: Array.from({ length: count }, () => ({ faults }))
+    })
+    const discovery = {
+      ...(discoveryDelay === undefined ? {} : { delay: discoveryDelay }),
+      ...(discoveryStatus === undefined ? {} : { status: discoveryStatus })
+    }
+    if (Object.keys(discovery).length > 0) yield* simulator.setDiscovery(discovery)
+    yield* Effect.addFinalizer(() => Effect.flatMap(simulator.report, (text) => Console.log(`\n${text}`)))
+    yield* Console.log("Akool streaming-avatar simulator")
+    yield* Console.log(`  discovery: ${simulator.discoveryUrl}`)
+    for (const instance of simulator.instances) {
+      yield* Console.log(
+        `  instance ${instance.index}: ws://${instance.host}:${instance.port}${AvatarSimulator.WEBSOCKET_PATH} (avatar ${instance.avatarId})`
+      )
+    }
+    yield* Console.log(
+      Option.isNone(o.apiKey) ? "  accepting any non-empty api_key" : "  accepting only the given api_key"
+    )
+    if (Object.keys(faults).length > 0) yield* Console.log(`  faults on every instance: ${JSON.stringify(faults)}`)
+    if (Object.keys(discovery).length > 0) yield* Console.log(`  discovery: ${JSON.stringify(discovery)}`)
+    yield* Console.log("Ctrl-C to stop.")
+    return yield* Effect.never
+  }).pipe(Effect.scoped)
+
+export const command = Command.make("simulate", options, (o) => report(o.verbose)(simulate(o))).pipe(
+  Command.withDescription(
+    "Run the built-in Akool simulator (discovery over HTTP, one WebSocket server per instance) until Ctrl-C, with faults on demand. Point a client at the discovery URL it prints (AKOOL_DISCOVERY_URL). On exit it prints what it received."
+  )
+)

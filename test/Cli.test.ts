@@ -1,0 +1,243 @@
+/**
+ * The `akool-avatar` command line, end to end: real processes (`node --import tsx` on the
+ * source, and plain `node` on the built bin), against the built-in simulator and against a
+ * simulator this test runs.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { Audio, AvatarSimulator } from "../src/index.js"
+import { eventually } from "./support.js"
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url))
+const SOURCE_BIN = join(ROOT, "src/bin/akool-avatar.ts")
+const MP3 = join(ROOT, "test/fixtures/sine-1khz-44k1-stereo.mp3")
+const KEY = "cli-test-key-0123456789"
+
+const dir = mkdtempSync(join(tmpdir(), "akool-cli-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** The environment without any AKOOL_* variable, plus `extra`. */
+const envWith = (extra: Record<string, string> = {}) => {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AKOOL_") && v !== undefined) env[k] = v
+  return { ...env, ...extra }
+}
+
+interface Run {
+  readonly child: ChildProcess
+  readonly output: { stdout: string; stderr: string }
+  readonly exit: Promise<number | null>
+}
+
+const start = (args: ReadonlyArray<string>, env: Record<string, string>, plainNode?: string): Run => {
+  const child = spawn(process.execPath, plainNode ? [plainNode, ...args] : ["--import", "tsx", SOURCE_BIN, ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const output = { stdout: "", stderr: "" }
+  child.stdout!.on("data", (d) => {
+    output.stdout += String(d)
+  })
+  child.stderr!.on("data", (d) => {
+    output.stderr += String(d)
+  })
+  const exit = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+  return { child, output, exit }
+}
+
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = envWith(), plainNode?: string) =>
+  Effect.promise(async () => {
+    const run = start(args, env, plainNode)
+    const code = await run.exit
+    return { code, ...run.output }
+  })
+
+const converted = (path: string) =>
+  Audio.fromFile(path).pipe(
+    Stream.runCollect,
+    Effect.map((chunks) => {
+      const parts = Chunk.toReadonlyArray(chunks)
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+      let at = 0
+      for (const p of parts) {
+        out.set(p, at)
+        at += p.byteLength
+      }
+      return out
+    }),
+    Effect.provide(NodeFileSystem.layer)
+  )
+
+const agoraEnv = {
+  AKOOL_AGORA_APP_ID: "cli-app",
+  AKOOL_AGORA_CHANNEL: "cli-channel",
+  AKOOL_AGORA_TOKEN: "cli-token",
+  AKOOL_AGORA_UID: "7"
+}
+
+describe("akool-avatar stream", () => {
+  it.live(
+    "without AKOOL_API_KEY it says so, streams a 44.1 kHz stereo MP3 to the built-in simulator, which confirms it",
+    () =>
+      Effect.gen(function* () {
+        const run = yield* cli(["stream", MP3, "--pacing", "none"])
+        expect(run.code).toBe(0)
+        expect(run.stdout).toContain("AKOOL_API_KEY is not set: streaming to the built-in simulator")
+        expect(run.stdout).toContain("MPEG-1 Layer III, 64 kbps, 44100 Hz, 2 channels, 0.60 s")
+        // 0.6 s at 16 kHz mono 16-bit
+        expect(run.stdout).toContain("OK: the simulator received all 19200 bytes (0.60 s)")
+      })
+  )
+
+  it.live(
+    "with AKOOL_API_KEY it streams to the configured service: the simulator receives the file's audio and the Agora settings",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+        const run = yield* cli(
+          ["stream", MP3, "--pacing", "none", "--avatar-id", "avatar-cli", "--voice", "v1", "--language", "de"],
+          envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: sim.discoveryUrl, ...agoraEnv })
+        )
+        expect(run.code).toBe(0)
+        expect(run.stdout).toContain("AKOOL_API_KEY is set: streaming to the Akool service.")
+        // the key is never printed
+        expect(run.stdout + run.stderr).not.toContain(KEY)
+        const sessionId = /session ([0-9a-f-]{36})/.exec(run.stdout)?.[1]
+        expect(sessionId).toBeDefined()
+        const received = yield* eventually(sim.audio(sessionId!), (a) => a.byteLength === 19_200)
+        expect(received).toStrictEqual(yield* converted(MP3))
+        const [record] = yield* sim.sessions
+        expect(record!.avatarId).toBe("avatar-cli")
+        const setParams = record!.commands.find((c) => c.cmd === "set-params")
+        expect(JSON.stringify(setParams!.pld)).toContain('"appid":"cli-app"')
+        expect(JSON.stringify(setParams!.pld)).toContain('"vid":"v1"')
+        expect(JSON.stringify(setParams!.pld)).toContain('"lang":"de"')
+        expect(record!.commands.map((c) => c.cmd)).toContain("leave_channel")
+      }).pipe(Effect.scoped)
+  )
+
+  it.live("Ctrl-C interrupts the avatar, leaves the channel and exits with 130", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make({ apiKey: KEY })
+      const run = start(
+        ["stream", join(ROOT, "examples/sample.wav")],
+        envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: sim.discoveryUrl, ...agoraEnv })
+      )
+      // once audio is flowing (real-time pacing: the 6.5 s file is far from done)
+      yield* eventually(sim.sessions, (s) => s.length === 1 && s[0]!.frameCount > 10, 15_000)
+      run.child.kill("SIGINT")
+      const code = yield* Effect.promise(() => run.exit)
+      expect(code).toBe(130)
+      expect(run.output.stderr).toContain("Interrupted: stopping the avatar and leaving the channel")
+      expect(run.output.stderr).toContain("Left the channel.")
+      const [record] = yield* eventually(sim.sessions, (s) => s.length === 1 && !s[0]!.open)
+      const commands = record!.commands.map((c) => c.cmd)
+      expect(commands).toContain("interrupt")
+      expect(commands.indexOf("leave_channel")).toBeGreaterThan(commands.indexOf("interrupt"))
+      // it stopped early: less than the whole file arrived
+      expect(record!.audioBytes).toBeLessThan(209_918)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a file that is not audio: one readable line, a hint, no stack, exit 1; --verbose adds the cause", () =>
+    Effect.gen(function* () {
+      const run = yield* cli(["stream", join(ROOT, "package.json")])
+      expect(run.code).toBe(1)
+      const lines = run.stderr.trim().split("\n")
+      expect(lines).toHaveLength(2)
+      expect(lines[0]).toMatch(/^error: .*package\.json: neither WAV nor MP3: it starts with 7b 0a .*looks like text/)
+      expect(lines[1]).toMatch(/^hint: akool-avatar reads WAV and MP3 files; for raw PCM give its format/)
+
+      const verbose = yield* cli(["stream", join(ROOT, "package.json"), "--verbose"])
+      expect(verbose.code).toBe(1)
+      expect(verbose.stderr.trim().split("\n").length).toBeGreaterThan(2)
+      expect(verbose.stderr).toContain("AudioDecodeError")
+    })
+  )
+
+  it.live("a truncated WAV and a missing file are named, each with its hint", () =>
+    Effect.gen(function* () {
+      const wav = readFileSync(join(ROOT, "examples/sample.wav"))
+      const cut = join(dir, "cut.wav")
+      writeFileSync(cut, wav.subarray(0, 10_000))
+      const truncated = yield* cli(["stream", cut])
+      expect(truncated.code).toBe(1)
+      expect(truncated.stderr).toMatch(
+        /^error: .*cut\.wav: the data chunk declares 209918 bytes \(6\.56 s\) but the file ends after 9956/
+      )
+      expect(truncated.stderr).toContain("hint: the file is incomplete")
+      // refused before any session was opened
+      expect(truncated.stdout).not.toContain("session ")
+
+      const missing = yield* cli(["stream", join(dir, "nope.mp3")])
+      expect(missing.code).toBe(1)
+      expect(missing.stderr).toMatch(/^error: .*nope\.mp3/)
+      expect(missing.stderr).toContain("hint: check the path")
+    })
+  )
+
+  it.live("raw PCM without --rate, and Agora settings missing with a key, are usage errors (exit 2)", () =>
+    Effect.gen(function* () {
+      const raw = yield* cli(["stream", "--format", "s16le", "-"])
+      expect(raw.code).toBe(2)
+      expect(raw.stderr).toContain("error: raw PCM (--format s16le) needs its sample rate: --rate N")
+
+      const agora = yield* cli(
+        ["stream", MP3],
+        envWith({ AKOOL_API_KEY: KEY, AKOOL_AGORA_APP_ID: "x", AKOOL_AGORA_TOKEN: "" })
+      )
+      expect(agora.code).toBe(2)
+      expect(agora.stderr).toContain(
+        "--agora-channel (or AKOOL_AGORA_CHANNEL), --agora-uid (or AKOOL_AGORA_UID) are not set"
+      )
+      expect(agora.stderr + agora.stdout).not.toContain(KEY)
+    })
+  )
+})
+
+describe("akool-avatar as installed", () => {
+  it.live("package.json's bin is the built CLI and runs with plain node (npm ci builds it through prepare)", () =>
+    Effect.gen(function* () {
+      const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"))
+      const bin = join(ROOT, pkg.bin["akool-avatar"])
+      expect(readFileSync(bin, "utf8").startsWith("#!/usr/bin/env node")).toBe(true)
+      const help = yield* cli(["--help"], envWith(), bin)
+      expect(help.code).toBe(0)
+      expect(help.stdout).toContain("stream")
+      expect(help.stdout).toContain("simulate")
+      const version = yield* cli(["--version"], envWith(), bin)
+      expect(version.stdout.trim()).toBe(pkg.version)
+    })
+  )
+})
+
+describe("akool-avatar simulate", () => {
+  it.live("starts the simulator with fault flags, and refuses a flag value that cannot work", () =>
+    Effect.gen(function* () {
+      const run = start(["simulate", "--instances", "2", "--no-pong", "--drop-after-frames", "5"], envWith())
+      const started = yield* eventually(
+        Effect.sync(() => run.output.stdout),
+        (out) => out.includes("Ctrl-C to stop."),
+        15_000
+      )
+      expect(started).toMatch(/discovery: http:\/\/127\.0\.0\.1:\d+\/streamingAvatar\/service_status/)
+      expect(started).toContain("instance 1: ws://127.0.0.1:")
+      expect(started).toContain('faults on every instance: {"noPong":true,"dropAfterFrames":{"frames":5}}')
+      run.child.kill("SIGINT")
+      expect(yield* Effect.promise(() => run.exit)).toBe(130)
+
+      const bad = yield* cli(["simulate", "--drop-code", "1006", "--drop-after-frames", "1"])
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toContain("error: --drop-code: 1006 is not a close code a server may send")
+    })
+  )
+})
