@@ -585,6 +585,8 @@ export const fromFile = (
 > =>
   Stream.unwrap(
     Effect.map(probeFile(path, options), () =>
-      Stream.flatMap(FileSystem.FileSystem, (fs) => fs.stream(path)).pipe(decode({ ...options, source: path }))
+      Stream.unwrap(Effect.map(FileSystem.FileSystem, (fs) => fs.stream(path))).pipe(
+        decode({ ...options, source: path })
+      )
     )
   )
