@@ -7,7 +7,8 @@
  */
 import * as Socket from "@effect/platform/Socket"
 import * as Cause from "effect/Cause"
-import type * as Chunk from "effect/Chunk"
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
@@ -17,10 +18,12 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
@@ -351,6 +354,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     let instances: ReadonlyArray<Discovery.Instance> = []
     let instanceIndex = 0
     let agoraConnected = false
+    /** The set-params waiting for `agora_connected`, if one is. */
+    let agoraWaiter: Deferred.Deferred<void> | undefined
     let closing = false
     let producers = 0
     let reconnects = 0
@@ -407,34 +412,36 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         return yield* connection.request(build(connection.ids.next()), left)
       })
 
-    const awaitAgora = (subscription: Queue.Dequeue<Protocol.ServerMessage>, mid: string) =>
-      Queue.take(subscription).pipe(
-        Effect.repeat({ until: (m) => m.type === "system" && m.pld.status === "agora_connected" }),
-        Effect.timeoutFail({
-          duration: opts.connectionTimeout,
-          onTimeout: () =>
-            new CommandError({
-              reason: "agora-timeout",
-              command: "set-params",
-              mid,
-              message: `set-params was acknowledged but Agora did not connect within ${Duration.format(opts.connectionTimeout)}`
-            })
-        })
-      )
-
     /** set-params on one connection: its ack, then agora_connected. */
     const applyParams = (connection: Connection.Connection, params: Protocol.AvatarParams) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          // subscribe before sending, so agora_connected cannot slip past
-          const subscription = yield* PubSub.subscribe(events)
-          const message = Protocol.setParams(connection.ids.next(), params)
-          agoraConnected = false
-          yield* connection.request(message, opts.commandTimeout)
-          yield* awaitAgora(subscription, message.mid)
-          agoraConnected = true
-        })
-      )
+      Effect.suspend(() => {
+        // waiting before sending, so agora_connected cannot slip past (`observe` completes it)
+        const agora = Deferred.unsafeMake<void>(FiberId.none)
+        agoraWaiter = agora
+        agoraConnected = false
+        const message = Protocol.setParams(connection.ids.next(), params)
+        return connection.request(message, opts.commandTimeout).pipe(
+          Effect.zipRight(
+            Deferred.await(agora).pipe(
+              Effect.timeoutFail({
+                duration: opts.connectionTimeout,
+                onTimeout: () =>
+                  new CommandError({
+                    reason: "agora-timeout",
+                    command: "set-params",
+                    mid: message.mid,
+                    message: `set-params was acknowledged but Agora did not connect within ${Duration.format(opts.connectionTimeout)}`
+                  })
+              })
+            )
+          ),
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (agoraWaiter === agora) agoraWaiter = undefined
+            })
+          )
+        )
+      })
 
     const setParams = (params: Protocol.AvatarParams): Effect.Effect<void, AvatarError> =>
       validateParams(params).pipe(
@@ -474,6 +481,49 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     // connecting
     // ------------------------------------------------------------------
 
+    // What the SDK itself learns from the messages, as they arrive; odd ones are logged, on
+    // a fiber of their own (rare: a hostile server's flood is a warning once per kind, then debug).
+    const runtime = yield* Effect.runtime<never>()
+    const seen = new Set<string>()
+    const level = (kind: string) => {
+      if (seen.has(kind)) return LogLevel.Debug
+      seen.add(kind)
+      return LogLevel.Warning
+    }
+    const minimumLevel = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel)
+    const log = (logLevel: LogLevel.LogLevel, message: string, annotations: Record<string, unknown>) => {
+      if (LogLevel.lessThan(logLevel, minimumLevel)) return
+      Runtime.runFork(runtime, Effect.logWithLevel(logLevel, message).pipe(Effect.annotateLogs(annotations)))
+    }
+    const observe = (message: Protocol.ServerMessage) => {
+      switch (message.type) {
+        case "system":
+          if (message.pld.status === "agora_connected") {
+            agoraConnected = true
+            if (agoraWaiter !== undefined) Deferred.unsafeDone(agoraWaiter, Effect.void)
+          }
+          return
+        case "error":
+          return log(LogLevel.Warning, "Avatar service sent an error", {
+            sessionId,
+            code: message.pld.error_code,
+            error: message.pld.error_message
+          })
+        case "unknown":
+          return log(LogLevel.Debug, "Avatar service sent a message of unknown type", {
+            sessionId,
+            type: message.messageType
+          })
+        case "invalid":
+          return log(level(`invalid:${message.reason}`), "Avatar service sent an invalid message", {
+            sessionId,
+            reason: message.reason,
+            detail: message.detail,
+            excerpt: message.excerpt
+          })
+      }
+    }
+
     const connectOnce = (reapply: boolean) =>
       Effect.gen(function* () {
         if (instances.length === 0) {
@@ -490,7 +540,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           avatarId,
           messages: events,
           connectionTimeout: opts.connectionTimeout,
-          mark: () => outbox.written
+          mark: () => outbox.written,
+          onMessage: observe
         }).pipe(
           Scope.extend(scope),
           Effect.provide(connectionContext),
@@ -609,98 +660,125 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         : Effect.void
     })
 
-    /** Offers frames, waiting for space as needed; `false` when an interrupt ended the utterance. */
-    const offerAll = (frames: ReadonlyArray<Uint8Array>, epoch: number): Effect.Effect<boolean, AudioStreamError> => {
-      let index = 0
-      const step: Effect.Effect<boolean, AudioStreamError> = Effect.suspend(() => {
-        if (outbox.failure) return Effect.fail(outbox.failure)
-        if (outbox.interrupts !== epoch) return Effect.succeed(false)
-        if (outbox.sealed) {
-          return Effect.fail(
-            new AudioStreamError({
-              reason: "session-closed",
-              unsentFrames: frames.length - index,
-              message: `The session is closing: ${frames.length - index} frame(s) offered after it began closing were not taken`
-            })
-          )
-        }
-        index = outbox.offer(frames, index)
-        // what cannot go out now goes out on the shared clock's next ticks
-        if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
-        if (index >= frames.length) return Effect.succeed(true)
-        return Effect.zipRight(outbox.awaitSpace(), step)
-      })
-      return step
-    }
-
     interface SinkState {
       readonly framer: Framer
       readonly epoch: number
+      /** Bytes taken from the producer, for the odd-length message. */
       total: number
+      /** A frame cut but not yet taken by the full outbox. */
+      next: Uint8Array | undefined
       stopped: boolean
       checked: boolean
     }
 
-    const checkHeader = (s: SinkState, frames: ReadonlyArray<Uint8Array>): Effect.Effect<void, AudioStreamError> => {
-      if (s.checked || frames.length === 0) return Effect.void
-      s.checked = true
-      return Audio.looksLikeWav(frames[0]!) ? Effect.fail(Audio.wavHeaderError()) : Effect.void
+    /**
+     * Cuts `input` into frames and queues them as the outbox has room, waiting for room as
+     * needed; `false` when an interrupt ended the utterance. Frames are cut only as they are
+     * queued, so a long chunk costs no more memory than the outbox holds.
+     */
+    const offerAll = (s: SinkState, input: Chunk.Chunk<Uint8Array>): Effect.Effect<boolean, AudioStreamError> => {
+      let index = 0
+      const step: Effect.Effect<boolean, AudioStreamError> = Effect.suspend(() => {
+        if (outbox.failure) return Effect.fail(outbox.failure)
+        if (outbox.interrupts !== s.epoch) return Effect.succeed(false)
+        if (outbox.sealed) {
+          let bytes = (s.next?.byteLength ?? 0) + s.framer.unread
+          for (let i = index; i < input.length; i++) bytes += Chunk.unsafeGet(input, i).byteLength
+          const unsent = Math.ceil(bytes / frameBytes)
+          return Effect.fail(
+            new AudioStreamError({
+              reason: "session-closed",
+              unsentFrames: unsent,
+              message: `The session is closing: ${unsent} frame(s) offered after it began closing were not taken`
+            })
+          )
+        }
+        while (true) {
+          if (s.next === undefined) {
+            s.next = s.framer.take()
+            if (s.next === undefined) {
+              if (index >= input.length) break
+              const bytes = Chunk.unsafeGet(input, index++)
+              s.total += bytes.byteLength
+              s.framer.feed(bytes)
+              continue
+            }
+          }
+          if (!s.checked) {
+            s.checked = true
+            if (Audio.looksLikeWav(s.next)) return Effect.fail(Audio.wavHeaderError())
+          }
+          if (!outbox.offer(s.next)) {
+            // what cannot go out now goes out on the shared clock's next ticks
+            if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
+            return Effect.zipRight(outbox.awaitSpace(), step)
+          }
+          s.next = undefined
+        }
+        if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
+        return Effect.succeed(true)
+      })
+      return step
     }
 
-    const audio: Sink.Sink<void, Uint8Array, unknown, AudioStreamError> = Sink.suspend(() => {
-      const initial: SinkState = {
-        framer: new Framer(frameBytes),
-        epoch: outbox.interrupts,
-        total: 0,
-        stopped: false,
-        checked: false
-      }
-      return Sink.foldChunksEffect(
-        initial,
-        (s) => !s.stopped,
-        (s, chunk: Chunk.Chunk<Uint8Array>) =>
-          Effect.suspend(() => {
-            if (outbox.interrupts !== s.epoch) {
-              s.stopped = true
-              return Effect.succeed(s)
-            }
-            const frames: Array<Uint8Array> = []
-            for (const bytes of chunk) {
-              s.total += bytes.byteLength
-              s.framer.push(bytes, frames)
-            }
-            if (frames.length === 0) return Effect.succeed(s)
-            return checkHeader(s, frames).pipe(
-              Effect.zipRight(offerAll(frames, s.epoch)),
-              Effect.map((more) => {
-                if (!more) s.stopped = true
-                return s
-              })
-            )
-          })
-      ).pipe(
-        Sink.mapEffect((s) =>
-          Effect.gen(function* () {
-            if (s.stopped) return
-            const { frame, strayByte } = s.framer.flush()
-            if (frame) {
-              yield* checkHeader(s, [frame])
-              const more = yield* offerAll([frame], s.epoch)
-              if (!more) return
-            }
-            yield* outbox.awaitSettled(outbox.accepted)
-            if (strayByte) return yield* Audio.strayByteError(s.total)
-          })
-        ),
-        (sink) =>
-          Sink.unwrapScoped(
-            Effect.as(
-              Effect.acquireRelease(beginProducing, () => endProducing),
-              sink
-            )
-          )
-      )
-    })
+    /** The end of an utterance: the last, shorter frame, then the wait until every frame is written. */
+    const finishUtterance = (s: SinkState): Effect.Effect<void, AudioStreamError> =>
+      Effect.suspend(() => {
+        if (s.stopped) return Effect.void
+        const { frame, strayByte } = s.framer.flush()
+        s.next = frame
+        return Effect.flatMap(frame ? offerAll(s, Chunk.empty()) : Effect.succeed(true), (more) =>
+          more
+            ? Effect.zipRight(
+                outbox.awaitSettled(outbox.accepted),
+                strayByte ? Audio.strayByteError(s.total) : Effect.void
+              )
+            : Effect.void
+        )
+      })
+
+    // One channel, not a stack of Sink combinators: every real-time session holds one of
+    // these open for as long as it speaks, and its cost per session counts.
+    const audio: Sink.Sink<void, Uint8Array, unknown, AudioStreamError> = Sink.fromChannel(
+      Channel.suspend(() => {
+        const s: SinkState = {
+          framer: new Framer(frameBytes),
+          epoch: outbox.interrupts,
+          total: 0,
+          next: undefined,
+          stopped: false,
+          checked: false
+        }
+        const loop: Channel.Channel<
+          never,
+          Chunk.Chunk<Uint8Array>,
+          AudioStreamError,
+          never,
+          void,
+          unknown
+        > = Channel.readWithCause({
+          onInput: (chunk: Chunk.Chunk<Uint8Array>) =>
+            Channel.flatMap(
+              Channel.fromEffect(
+                Effect.suspend(() => (outbox.interrupts !== s.epoch ? Effect.succeed(false) : offerAll(s, chunk)))
+              ),
+              (more) => {
+                if (more) return loop
+                // an interrupt ended the utterance: the rest of the stream is not wanted
+                s.stopped = true
+                return Channel.void
+              }
+            ),
+          onFailure: Channel.failCause,
+          onDone: () => Channel.fromEffect(finishUtterance(s))
+        })
+        return Channel.acquireUseRelease(
+          beginProducing,
+          () => loop,
+          () => endProducing
+        )
+      })
+    )
 
     const sendAudio = (bytes: Uint8Array) => Stream.run(Stream.succeed(bytes), audio)
 
@@ -774,51 +852,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         yield* activate(next.right)
       }
     })
-
-    // what the SDK itself learns from the message stream; it is also where odd messages are logged
-    const monitor = Effect.gen(function* () {
-      const subscription = yield* PubSub.subscribe(events)
-      // a hostile server can send thousands: each kind is a warning once, then debug
-      const seen = new Set<string>()
-      const level = (kind: string) => {
-        if (seen.has(kind)) return LogLevel.Debug
-        seen.add(kind)
-        return LogLevel.Warning
-      }
-      yield* Queue.take(subscription).pipe(
-        Effect.tap((message) => {
-          switch (message.type) {
-            case "system":
-              if (message.pld.status === "agora_connected") agoraConnected = true
-              return Effect.void
-            case "error":
-              return Effect.logWarning("Avatar service sent an error").pipe(
-                Effect.annotateLogs({ sessionId, code: message.pld.error_code, error: message.pld.error_message })
-              )
-            case "unknown":
-              return Effect.logDebug("Avatar service sent a message of unknown type").pipe(
-                Effect.annotateLogs({ sessionId, type: message.messageType })
-              )
-            case "invalid":
-              return Effect.logWithLevel(
-                level(`invalid:${message.reason}`),
-                "Avatar service sent an invalid message"
-              ).pipe(
-                Effect.annotateLogs({
-                  sessionId,
-                  reason: message.reason,
-                  detail: message.detail,
-                  excerpt: message.excerpt
-                })
-              )
-            default:
-              return Effect.void
-          }
-        }),
-        Effect.forever
-      )
-    })
-    yield* Effect.forkScoped(Effect.scoped(monitor))
 
     /**
      * Closes a connection's scope. What it wrote after the last pong or ack may not have

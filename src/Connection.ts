@@ -9,7 +9,6 @@
  * @since 0.1.0
  */
 import * as Socket from "@effect/platform/Socket"
-import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -94,6 +93,8 @@ export interface Options {
   readonly connectionTimeout?: Duration.DurationInput | undefined
   /** The mark a ping or a command carries (see `Connection.confirmed`); 0 when absent. */
   readonly mark?: (() => number) | undefined
+  /** Sees every decoded message as it arrives, synchronously, before it is published. */
+  readonly onMessage?: ((message: Protocol.ServerMessage) => void) | undefined
 }
 
 const OPEN = 1
@@ -111,53 +112,46 @@ const describeCause = (cause: unknown): string => {
 }
 
 /**
- * Maps how a socket ended to our errors.
+ * Maps a close frame's code to our errors: 4001 is a bad key, 4003 an occupied instance, 4004
+ * a reconnect too soon; any other code is a drop.
  *
  * @since 0.1.0
  * @category errors
  */
-export const fromSocketError = (error: Socket.SocketError, instance: string): DropError => {
-  if (error.reason === "Close") {
-    const { code, closeReason } = error as Socket.SocketCloseError
-    const suffix = closeReason ? ` (${closeReason})` : ""
-    switch (code) {
-      case 4001:
-        return new AuthenticationError({
-          source: "websocket",
-          message: `The instance ${instance} refused the API key (close code 4001${suffix}); check AKOOL_API_KEY`
-        })
-      case 4003:
-        return new ConnectionError({
-          reason: "occupied",
-          code,
-          instance,
-          message: `The instance ${instance} is occupied: it allows one connection (close code 4003${suffix})`
-        })
-      case 4004:
-        return new ConnectionError({
-          reason: "too-soon",
-          code,
-          instance,
-          message: `The instance ${instance} refused a reconnect this soon (close code 4004${suffix}); wait before retrying`
-        })
-      default:
-        return new ConnectionError({
-          reason: "closed",
-          code,
-          instance,
-          message: `The connection to ${instance} closed unexpectedly (code ${code}${suffix})`
-        })
-    }
+export const fromCloseCode = (code: number, closeReason: string, instance: string): DropError => {
+  const suffix = closeReason ? ` (${closeReason})` : ""
+  switch (code) {
+    case 4001:
+      return new AuthenticationError({
+        source: "websocket",
+        message: `The instance ${instance} refused the API key (close code 4001${suffix}); check AKOOL_API_KEY`
+      })
+    case 4003:
+      return new ConnectionError({
+        reason: "occupied",
+        code,
+        instance,
+        message: `The instance ${instance} is occupied: it allows one connection (close code 4003${suffix})`
+      })
+    case 4004:
+      return new ConnectionError({
+        reason: "too-soon",
+        code,
+        instance,
+        message: `The instance ${instance} refused a reconnect this soon (close code 4004${suffix}); wait before retrying`
+      })
+    default:
+      return new ConnectionError({
+        reason: "closed",
+        code,
+        instance,
+        message: `The connection to ${instance} closed unexpectedly (code ${code}${suffix})`
+      })
   }
-  const generic = error as Socket.SocketGenericError
-  if (generic.reason === "OpenTimeout") {
-    return new ConnectionError({
-      reason: "timeout",
-      instance,
-      message: `The WebSocket to ${instance} did not open in time`
-    })
-  }
-  const detail = describeCause(generic.cause)
+}
+
+/** A socket that failed before it opened: a refused upgrade (by HTTP status) or no connection at all. */
+const fromOpenFailure = (detail: string, instance: string): DropError => {
   const status = unexpectedStatus.exec(detail)
   if (status) {
     const code = Number(status[1])
@@ -174,13 +168,35 @@ export const fromSocketError = (error: Socket.SocketError, instance: string): Dr
       message: `The instance ${instance} refused the WebSocket upgrade with HTTP ${code}`
     })
   }
-  if (generic.reason === "Open") {
+  return new ConnectionError({
+    reason: "refused",
+    instance,
+    message: `Could not connect to ${instance}: ${detail}`
+  })
+}
+
+/**
+ * Maps how a platform `Socket` ended to our errors, for code that runs the protocol over
+ * `@effect/platform`'s Socket.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const fromSocketError = (error: Socket.SocketError, instance: string): DropError => {
+  if (error.reason === "Close") {
+    const { code, closeReason } = error as Socket.SocketCloseError
+    return fromCloseCode(code, closeReason ?? "", instance)
+  }
+  const generic = error as Socket.SocketGenericError
+  if (generic.reason === "OpenTimeout") {
     return new ConnectionError({
-      reason: "refused",
+      reason: "timeout",
       instance,
-      message: `Could not connect to ${instance}: ${detail}`
+      message: `The WebSocket to ${instance} did not open in time`
     })
   }
+  const detail = describeCause(generic.cause)
+  if (generic.reason === "Open" || unexpectedStatus.test(detail)) return fromOpenFailure(detail, instance)
   return new ConnectionError({
     reason: "closed",
     instance,
@@ -207,12 +223,6 @@ export const make = (
 
     const messages = options.messages ?? (yield* PubSub.unbounded<Protocol.ServerMessage>())
     const pongs = yield* Queue.sliding<void>(1)
-    const inbox = yield* Queue.unbounded<Protocol.ServerMessage>()
-    yield* Queue.takeBetween(inbox, 1, 4096).pipe(
-      Effect.flatMap((batch) => PubSub.publishAll(messages, batch)),
-      Effect.forever,
-      Effect.forkScoped
-    )
     const connected = yield* Deferred.make<void, DropError>()
     const closed = yield* Deferred.make<void, DropError>()
     const pending = new Map<string, Deferred.Deferred<typeof Protocol.Ack.Type, CommandError | ServerError>>()
@@ -241,6 +251,9 @@ export const make = (
       (ws) =>
         Effect.sync(() => {
           closing = true
+          finish(
+            new ConnectionError({ reason: "closed", instance, message: `The connection to ${instance} was closed` })
+          )
           if (ws.readyState <= OPEN) ws.close(1000)
         })
     )
@@ -264,11 +277,11 @@ export const make = (
 
     // `connected` always fails here: a connection that ends before `websocket_connected`
     // never became usable, whoever closed it
-    const finish = (dropped: DropError) =>
-      Effect.sync(() => {
-        Deferred.unsafeDone(closed, closing ? Effect.void : Effect.fail(dropped))
-        Deferred.unsafeDone(connected, Effect.fail(dropped))
-      })
+    const finish = (dropped: DropError) => {
+      failPending(dropped)
+      Deferred.unsafeDone(closed, closing ? Effect.void : Effect.fail(dropped))
+      Deferred.unsafeDone(connected, Effect.fail(dropped))
+    }
 
     const onMessage = (data: string | Uint8Array) => {
       inbound++
@@ -306,52 +319,34 @@ export const make = (
           pongs.unsafeOffer(undefined)
           break
       }
-      // synchronous: no fiber per inbound message; one forwarder publishes them in order
-      inbox.unsafeOffer(message)
+      options.onMessage?.(message)
+      // synchronous, in order, and no fiber per inbound message
+      messages.unsafeOffer(message)
     }
 
-    const raw = yield* Socket.fromWebSocket(Effect.succeed(socket), {
-      // every close is reported, so a clean-looking 1000/1006 the caller did not ask for
-      // still counts as a drop
-      closeCodeIsError: () => true,
-      openTimeout: connectionTimeout
+    // The socket's own events, not a platform Socket: no fiber, stream or latch per
+    // connection, and every message is handled as it arrives. Every close counts as a drop
+    // unless this side asked for it (a clean-looking 1000 or 1006 included).
+    let opened = false
+    let openFailure: string | undefined
+    socket.binaryType = "arraybuffer"
+    socket.addEventListener("open", () => {
+      opened = true
     })
-
-    yield* raw.runRaw(onMessage).pipe(
-      Effect.matchCauseEffect({
-        onFailure: (cause) => {
-          const dropped: DropError = Cause.isFailType(cause)
-            ? fromSocketError(cause.error, instance)
-            : new ConnectionError({
-                reason: "closed",
-                instance,
-                message: `The connection to ${instance} was interrupted`
-              })
-          failPending(dropped)
-          return finish(dropped)
-        },
-        onSuccess: () => {
-          const dropped = new ConnectionError({
-            reason: "closed",
-            instance,
-            message: `The connection to ${instance} ended`
-          })
-          failPending(dropped)
-          return finish(dropped)
-        }
-      }),
-      Effect.onInterrupt(() =>
-        Effect.andThen(
-          Effect.sync(() => {
-            closing = true
-          }),
-          finish(
-            new ConnectionError({ reason: "closed", instance, message: `The connection to ${instance} was closed` })
-          )
-        )
-      ),
-      Effect.forkScoped
-    )
+    socket.addEventListener("message", (event) => {
+      const data: unknown = event.data
+      onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer))
+    })
+    socket.addEventListener("error", (event) => {
+      if (!opened) openFailure = describeCause(event)
+    })
+    socket.addEventListener("close", (event) => {
+      finish(
+        !opened && openFailure !== undefined
+          ? fromOpenFailure(openFailure, instance)
+          : fromCloseCode(event.code, event.reason, instance)
+      )
+    })
 
     const notOpen = () =>
       new ConnectionError({ reason: "closed", instance, message: `The connection to ${instance} is not open` })
@@ -370,7 +365,7 @@ export const make = (
     const unsafePing = () => {
       if (!isOpen()) return
       pingMarks.push(mark())
-      socket.send(Protocol.encodeClientMessage(Protocol.ping(ids.next())))
+      socket.send(Protocol.encodePing(ids.next()))
     }
 
     const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
@@ -419,10 +414,8 @@ export const make = (
 
     const unsafeAbort = (reason: DropError) => {
       if (closing) return
+      finish(reason)
       closing = true
-      failPending(reason)
-      Deferred.unsafeDone(closed, Effect.fail(reason))
-      Deferred.unsafeDone(connected, Effect.fail(reason))
       // a peer that stopped answering may never finish a closing handshake: do not wait for one
       const raw = socket as { terminate?: () => void }
       if (typeof raw.terminate === "function") raw.terminate()
@@ -445,9 +438,11 @@ export const make = (
           new ConnectionError({
             reason: "timeout",
             instance,
-            message: `The instance ${instance} did not confirm the session (websocket_connected) within ${Duration.format(
-              Duration.decode(connectionTimeout)
-            )}`
+            message: opened
+              ? `The instance ${instance} did not confirm the session (websocket_connected) within ${Duration.format(
+                  Duration.decode(connectionTimeout)
+                )}`
+              : `The WebSocket to ${instance} did not open within ${Duration.format(Duration.decode(connectionTimeout))}`
           })
       }),
       Effect.withSpan("Connection.connect", {

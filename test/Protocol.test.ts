@@ -28,11 +28,51 @@ describe("Protocol", () => {
     }
   )
 
+  it("the data plane's ping encoder produces exactly what the Schema encodes", () => {
+    const ids = Protocol.makeMessageIds()
+    for (let i = 0; i < 100; i++) {
+      const mid = ids.next()
+      expect(JSON.parse(Protocol.encodePing(mid))).toStrictEqual(
+        JSON.parse(Protocol.encodeClientMessage(Protocol.ping(mid)))
+      )
+      expect(decodeClient(Protocol.encodePing(mid))).toStrictEqual(Protocol.ping(mid))
+    }
+  })
+
   it.prop("every known server message decodes to itself", [Protocol.KnownServerMessage], ([message]) => {
     const wire = JSON.stringify(message)
     // compared with the JSON form: an optional field the arbitrary set to undefined does not travel
     expect(Protocol.decodeServerMessage(wire)).toStrictEqual(JSON.parse(wire))
   })
+
+  it.prop(
+    "the pong fast path accepts exactly what the Pong Schema accepts",
+    [
+      FastCheck.record(
+        {
+          v: FastCheck.oneof(FastCheck.constant(2), FastCheck.double(), FastCheck.string(), FastCheck.constant(null)),
+          mid: FastCheck.oneof(FastCheck.string(), FastCheck.integer(), FastCheck.constant(null)),
+          pld: FastCheck.oneof(
+            FastCheck.constant({}),
+            FastCheck.dictionary(FastCheck.string(), FastCheck.jsonValue()),
+            FastCheck.array(FastCheck.integer()),
+            FastCheck.string(),
+            FastCheck.constant(null)
+          ),
+          extra: FastCheck.jsonValue()
+        },
+        { requiredKeys: [] }
+      )
+    ],
+    ([fields]) => {
+      const candidate = { type: "pong", ...fields }
+      const wire = JSON.stringify(candidate)
+      const viaSchema = Schema.decodeUnknownEither(Protocol.Pong, { onExcessProperty: "preserve" })(JSON.parse(wire))
+      const decoded = Protocol.decodeServerMessage(wire)
+      expect(decoded.type === "pong").toBe(viaSchema._tag === "Right")
+      if (viaSchema._tag === "Right") expect(decoded).toStrictEqual(viaSchema.right)
+    }
+  )
 
   it("set-params carries the reference SDK's fields, mode 3 and the uid as a string", () => {
     const message = Protocol.setParams("m-1", {

@@ -61,8 +61,16 @@ export class Outbox {
   /** Set when the session starts closing: frames already taken are flushed, no new ones are taken. */
   sealed = false
 
+  /** Producers waiting for space resume once the outbox holds this few frames. */
+  private readonly lowWater: number
+
   constructor(readonly options: OutboxOptions) {
     this.ring = new Array(options.capacity)
+    // Producers resume once a quarter to three quarters of the outbox is free (not after every
+    // frame), and confirmations start at a random point of their cycle: sessions that started
+    // together then do not all wake, or all ping, on the same tick of the shared clock.
+    this.lowWater = Math.floor(options.capacity * (0.25 + 0.5 * Math.random()))
+    this.lastConfirmationRequest = -Math.floor(Math.random() * options.confirmEvery)
   }
 
   get target(): Target | undefined {
@@ -83,17 +91,14 @@ export class Outbox {
     return this.written + this.dropped
   }
 
-  /** Queues frames from `from` on while there is room; returns the index of the first frame not taken. */
-  offer(frames: ReadonlyArray<Uint8Array>, from: number): number {
+  /** Queues a frame if there is room; returns whether it was taken. */
+  offer(frame: Uint8Array): boolean {
     const capacity = this.options.capacity
-    let i = from
-    while (i < frames.length && this.size < capacity) {
-      this.ring[(this.head + this.size) % capacity] = frames[i]
-      this.size++
-      this.accepted++
-      i++
-    }
-    return i
+    if (this.size >= capacity) return false
+    this.ring[(this.head + this.size) % capacity] = frame
+    this.size++
+    this.accepted++
+    return true
   }
 
   /** Writes what pacing and the socket allow right now; returns whether frames are left. */
@@ -189,7 +194,7 @@ export class Outbox {
   }
 
   private wake(): void {
-    if (this.spaceWaiters.length > 0 && this.size < this.options.capacity) {
+    if (this.spaceWaiters.length > 0 && this.size <= this.lowWater) {
       const waiters = this.spaceWaiters
       this.spaceWaiters = []
       for (const deferred of waiters) Deferred.unsafeDone(deferred, Effect.void)
