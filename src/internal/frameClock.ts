@@ -37,10 +37,20 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
     let wake = Deferred.unsafeMake<void>(FiberId.none)
     const now = () => clock.unsafeCurrentTimeMillis()
 
+    const tickMs = Duration.toMillis(tick)
+    /** When the next tick is due: ticks keep a fixed rate, the time a tick's work took is not added to it. */
+    let due = 0
     const idle = Effect.suspend(() => {
       if (active.size > 0) return Effect.void
       wake = Deferred.unsafeMake<void>(FiberId.none)
       return Deferred.await(wake)
+    })
+    const sleep = Effect.suspend(() => {
+      const at = now()
+      // after an idle spell, or a tick that overran, the rate restarts from now; a real sleep
+      // of at least 1 ms every time lets I/O in even when ticks overrun
+      due = Math.max(due + tickMs, at + 1)
+      return Effect.sleep(Duration.millis(due - at))
     })
     const tickAll = Effect.sync(() => {
       const at = now()
@@ -48,7 +58,7 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
         if (!writer.pump(at)) active.delete(writer)
       }
     })
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, Effect.zipRight(Effect.sleep(tick), tickAll))))
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, Effect.zipRight(sleep, tickAll))))
 
     return {
       schedule: (writer: Pumpable) => {
