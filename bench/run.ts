@@ -5,8 +5,11 @@
  * and RSS figure belongs to one client alone.
  *
  *     npm run bench                       # all scenarios, 3 repetitions, 250/500/1000 sessions
- *     npm run bench -- --reps 5 --only concurrency,ready
+ *     npm run bench -- --reps 5 --only concurrency,ready --clients sdk
  *     npm run bench -- --tiny --out /tmp/b  # every scenario once at a tiny size (what `npm test` runs)
+ *
+ * Extra Node flags for the client processes come from `BENCH_WORKER_ARGS`, for example
+ * `BENCH_WORKER_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile each client run.
  *
  * Writes `bench/results/<date>.json` and `bench/results/<date>-concurrency.svg` (or into
  * `--out`), and prints the medians, the SDK / baseline ratios and the targets of issue 4.
@@ -43,6 +46,7 @@ const plan = {
   memoryFrames: tiny ? 1_500 : 90_000
 }
 const only = option("only")?.split(",") as Array<Scenario> | undefined
+const onlyClients = option("clients")?.split(",") as Array<Client> | undefined
 const runs = (scenario: Scenario) => only === undefined || only.includes(scenario)
 const outDir = option("out") ?? Path.join(HERE, "results")
 const date = new Date().toISOString().slice(0, 10)
@@ -51,11 +55,24 @@ const date = new Date().toISOString().slice(0, 10)
 // processes
 // ---------------------------------------------------------------------------
 
+const WORKER_ARGS = (process.env.BENCH_WORKER_ARGS ?? "").split(" ").filter((arg) => arg !== "")
+
 const node = (script: string, args: ReadonlyArray<string>, stdout: "pipe" | "inherit") =>
-  spawn(process.execPath, ["--expose-gc", "--import", "tsx", Path.join(HERE, script), ...args], {
-    cwd: ROOT,
-    stdio: ["pipe", stdout, "inherit"]
-  })
+  spawn(
+    process.execPath,
+    [
+      ...(script === "worker.ts" ? WORKER_ARGS : []),
+      "--expose-gc",
+      "--import",
+      "tsx",
+      Path.join(HERE, script),
+      ...args
+    ],
+    {
+      cwd: ROOT,
+      stdio: ["pipe", stdout, "inherit"]
+    }
+  )
 
 const exited = (child: ChildProcess) =>
   new Promise<number>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0))))
@@ -84,7 +101,14 @@ interface ServerStats {
   readonly frames: number
   readonly bytes: number
   readonly late: number
-  readonly interArrivalMs: { readonly count: number; readonly p50: number; readonly p99: number; readonly max: number }
+  readonly interArrivalMs: {
+    readonly count: number
+    readonly p50: number
+    readonly p90: number
+    readonly p99: number
+    readonly p999: number
+    readonly max: number
+  }
   readonly perSession: ReadonlyArray<{
     readonly id: string
     readonly connections: number
@@ -128,17 +152,9 @@ const measure = async (server: Server, input: WorkerInput): Promise<Figures> => 
         bytesIntact: s !== undefined && s.bytes === client.expectedBytes && s.hash === client.expectedHash
       }
     }
-    case "concurrency": {
-      const expected = client.expectedFrames as number
-      return {
-        ...client,
-        framesReceived: stats.frames,
-        onTimeRatio: (stats.frames - stats.late) / expected,
-        interArrivalP50Ms: stats.interArrivalMs.p50,
-        interArrivalP99Ms: stats.interArrivalMs.p99,
-        interArrivalMaxMs: stats.interArrivalMs.max
-      }
-    }
+    case "concurrency":
+      // the worker read the server's figures itself, right after the timed utterance
+      return client
     case "recovery": {
       const s = session(stats, client.sessionId)
       const lost = (client.framesAccepted as number) - (s?.frames ?? 0)
@@ -246,7 +262,8 @@ const main = async () => {
     for (let rep = 0; rep < plan.reps; rep++) {
       for (const cell of cells) {
         // alternate which client goes first, so neither always runs on a warmer machine
-        const order = rep % 2 === 0 ? cell.clients : [...cell.clients].reverse()
+        const chosen = cell.clients.filter((c) => onlyClients === undefined || onlyClients.includes(c))
+        const order = rep % 2 === 0 ? chosen : [...chosen].reverse()
         for (const client of order) {
           const figures = await measure(server, { ...cell.input, client, port: server.port })
           const bucket = results[cell.label] ?? {}
@@ -419,7 +436,7 @@ const brief = (scenario: Scenario, f: Figures) => {
     case "throughput":
       return `cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, intact ${f.bytesIntact}`
     case "concurrency":
-      return `on time ${n("onTimeRatio", 4)}, gap p99 ${n("interArrivalP99Ms")} ms, cpu ${n("cpuPercent")} %, loop p99 ${n("eventLoopDelayP99Ms")} ms, heap/session ${n("heapPerSessionKB")} KB`
+      return `on time ${n("onTimeRatio", 4)}, gap p50/p90/p99 ${n("interArrivalP50Ms")}/${n("interArrivalP90Ms")}/${n("interArrivalP99Ms")} ms, cpu ${n("cpuPercent")} %, loop p99 ${n("eventLoopDelayP99Ms")} ms, heap/session ${n("heapPerSessionKB")} KB`
     case "ready":
       return `p50 ${n("p50")} ms, p99 ${n("p99")} ms`
     case "recovery":

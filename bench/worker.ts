@@ -5,6 +5,7 @@
  * the file named by its second argument.
  */
 import { writeFileSync } from "node:fs"
+import { Session as InspectorSession } from "node:inspector"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { baselineDriver } from "./baseline.js"
 import { sdkDriver } from "./sdk.js"
@@ -33,6 +34,28 @@ const cpuSeconds = (since: NodeJS.CpuUsage) => {
   const used = process.cpuUsage(since)
   return (used.user + used.system) / 1e6
 }
+/**
+ * With `BENCH_PROFILE=<file>`, the streaming phase of a concurrency run (sessions already
+ * open) is profiled on its own and written as a `.cpuprofile`.
+ */
+const profileStreaming = async <A>(run: () => Promise<A>): Promise<A> => {
+  const file = process.env.BENCH_PROFILE
+  if (file === undefined) return run()
+  const inspector = new InspectorSession()
+  inspector.connect()
+  const post = (method: string) =>
+    new Promise<unknown>((resolve, reject) =>
+      inspector.post(method, (error, result) => (error ? reject(error) : resolve(result)))
+    )
+  await post("Profiler.enable")
+  await post("Profiler.start")
+  const result = await run()
+  const { profile } = (await post("Profiler.stop")) as { profile: unknown }
+  writeFileSync(`${file}-${input.client}-${input.sessions}.cpuprofile`, JSON.stringify(profile))
+  inspector.disconnect()
+  return result
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const MB = 1024 * 1024
 
@@ -85,20 +108,29 @@ const concurrency = async (driver: Driver): Promise<WorkerOutput> => {
   const handles = await openMany(driver, sessions, 50, "realtime")
   const openMs = performance.now() - openStart
   const delay = monitorEventLoopDelay({ resolution: 10 })
-  let during: NodeJS.MemoryUsage | undefined
-  const sample = setTimeout(() => {
-    during = memory()
-  }, input.seconds! * 500)
   const cpu = process.cpuUsage()
   const start = performance.now()
   delay.enable()
-  await Promise.all(handles.map((h) => h.paced(audio)))
+  await profileStreaming(() => Promise.all(handles.map((h) => h.paced(audio))))
   delay.disable()
   const wallMs = performance.now() - start
   const used = cpuSeconds(cpu)
+  // the server's view of the timed utterance, before anything else is sent
+  const server = (await (await fetch(`http://127.0.0.1:${input.port}/bench/stats`)).json()) as {
+    frames: number
+    late: number
+    interArrivalMs: { p50: number; p90: number; p99: number; p999: number; max: number }
+  }
+  // Memory is sampled in a second, short utterance, after the timed one: a forced full GC of a
+  // large heap stops everything for a moment and would show up as late frames.
+  let mid: NodeJS.MemoryUsage | undefined
+  const sample = setTimeout(() => {
+    mid = memory()
+  }, 1500)
+  await Promise.all(handles.map((h) => h.paced(audio.slice(0, 100))))
   clearTimeout(sample)
   await Promise.all(handles.map((h) => h.close()))
-  const mid = during ?? memory()
+  mid ??= memory()
   return {
     sessions,
     expectedFrames: sessions * audio.length,
@@ -107,6 +139,13 @@ const concurrency = async (driver: Driver): Promise<WorkerOutput> => {
     cpuSeconds: used,
     cpuPercent: (used * 1e5) / wallMs,
     eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+    framesReceived: server.frames,
+    onTimeRatio: (server.frames - server.late) / (sessions * audio.length),
+    interArrivalP50Ms: server.interArrivalMs.p50,
+    interArrivalP90Ms: server.interArrivalMs.p90,
+    interArrivalP99Ms: server.interArrivalMs.p99,
+    interArrivalP999Ms: server.interArrivalMs.p999,
+    interArrivalMaxMs: server.interArrivalMs.max,
     heapPerSessionKB: (mid.heapUsed - before.heapUsed) / sessions / 1024,
     rssPerSessionKB: (mid.rss - before.rss) / sessions / 1024,
     buffersPerSessionKB: (mid.arrayBuffers - before.arrayBuffers) / sessions / 1024
