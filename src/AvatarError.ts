@@ -80,6 +80,8 @@ export class ServiceDiscoveryError extends Schema.TaggedError<ServiceDiscoveryEr
  * - `closed`: the connection ended without being asked to
  * - `heartbeat`: no `pong` (nor any other message) within `heartbeatTimeout` of a `ping`
  * - `stalled`: the peer stopped reading: unsent bytes stayed above the high-water mark for `stallTimeout`
+ * - `not-connected`: a call of the Promise facade (`StreamingAvatarClient`) that needs a session,
+ *   made before `connect()` or after `disconnect()`
  *
  * @since 0.1.0
  * @category errors
@@ -87,7 +89,16 @@ export class ServiceDiscoveryError extends Schema.TaggedError<ServiceDiscoveryEr
 export class ConnectionError extends Schema.TaggedError<ConnectionError>("akool-streaming-avatar/ConnectionError")(
   "ConnectionError",
   {
-    reason: Schema.Literal("timeout", "refused", "occupied", "too-soon", "closed", "heartbeat", "stalled"),
+    reason: Schema.Literal(
+      "timeout",
+      "refused",
+      "occupied",
+      "too-soon",
+      "closed",
+      "heartbeat",
+      "stalled",
+      "not-connected"
+    ),
     message: Schema.String,
     instance: Schema.optional(Schema.String),
     code: Schema.optional(Schema.Number)

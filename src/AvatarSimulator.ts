@@ -23,13 +23,15 @@
  * @since 0.1.0
  */
 
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as internal from "./internal/simulator.js"
 
 /**
@@ -427,3 +429,58 @@ export const make: (options?: Options) => Effect.Effect<Service, SimulatorError,
  */
 export const layer = (options?: Options): Layer.Layer<AvatarSimulator> =>
   Layer.orDie(Layer.scoped(AvatarSimulator, make(options)))
+
+/**
+ * A running simulator, for code that uses Promises rather than Effect.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Running {
+  /** e.g. `http://127.0.0.1:PORT/streamingAvatar/service_status` */
+  readonly discoveryUrl: string
+  readonly instances: ReadonlyArray<InstanceInfo>
+  /** The Effect API of the same simulator: faults, drops, and the full record. */
+  readonly service: Service
+  /** All chat audio received for that session id, across its connections, in arrival order. */
+  readonly audio: (sessionId: string) => Promise<Uint8Array>
+  /** A snapshot of every connection, in connection order. */
+  readonly sessions: () => Promise<ReadonlyArray<SessionRecord>>
+  /** Per session id: seconds of audio, frames, commands, pings. */
+  readonly report: () => Promise<string>
+  /** Closes every socket and server (what `await using` calls). */
+  readonly close: () => Promise<void>
+  readonly [Symbol.asyncDispose]: () => Promise<void>
+}
+
+/**
+ * Starts the simulator from Promise code: `await using sim = await AvatarSimulator.start()`.
+ * It rejects with a {@link SimulatorError} when a server cannot listen.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const start = async (options?: Options): Promise<Running> => {
+  const scope = Effect.runSync(Scope.make())
+  const exit = await Effect.runPromiseExit(Scope.extend(make(options), scope))
+  if (Exit.isFailure(exit)) {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw Cause.squash(exit.cause)
+  }
+  const service = exit.value
+  let closed: Promise<void> | undefined
+  const close = () => {
+    closed ??= Effect.runPromise(Scope.close(scope, Exit.void))
+    return closed
+  }
+  return {
+    discoveryUrl: service.discoveryUrl,
+    instances: service.instances,
+    service,
+    audio: (sessionId) => Effect.runPromise(service.audio(sessionId)),
+    sessions: () => Effect.runPromise(service.sessions),
+    report: () => Effect.runPromise(service.report),
+    close,
+    [Symbol.asyncDispose]: close
+  }
+}

@@ -12,3 +12,21 @@ export * as Discovery from "./Discovery.js"
 export * as Heartbeat from "./Heartbeat.js"
 export * as NodeAudio from "./NodeAudio.js"
 export * as Protocol from "./Protocol.js"
+/**
+ * The Promise facade's types.
+ *
+ * @since 0.1.0
+ */
+export type {
+  AgoraParams,
+  AudioChunks,
+  Callbacks as StreamingAvatarCallbacks,
+  CallOptions,
+  Options as StreamingAvatarClientOptions
+} from "./StreamingAvatarClient.js"
+/**
+ * The Promise facade, for programs not written with Effect: the reference SDK's client.
+ *
+ * @since 0.1.0
+ */
+export { createClient, StreamingAvatarClient } from "./StreamingAvatarClient.js"

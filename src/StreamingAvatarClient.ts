@@ -1,0 +1,670 @@
+/**
+ * The Promise facade: the reference Python SDK's `StreamingAvatarClient`, in TypeScript
+ * idiom, for programs that are not written with Effect. Each client runs the Effect core
+ * on its own `ManagedRuntime`, and every call that fails throws one of this SDK's error
+ * classes (`AuthenticationError`, `ConnectionError`, ...), which `instanceof` recognises.
+ *
+ * ```ts
+ * import { StreamingAvatarClient } from "akool-streaming-avatar"
+ *
+ * await using client = await StreamingAvatarClient.connect({ apiKey, avatarId: "dvp_Tristan_cloth2_1080P" })
+ * await client.setAgoraParams({ agoraAppId, agoraChannel, agoraToken, agoraUid: "42" })
+ * await client.sendAudioStream(speech) // an array, an AsyncIterable or a ReadableStream of PCM
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as AvatarClient from "./AvatarClient.js"
+import * as AvatarConfig from "./AvatarConfig.js"
+import { type AvatarError, ConfigurationError, ConnectionError, ServerError } from "./AvatarError.js"
+import type * as AvatarSession from "./AvatarSession.js"
+import type * as Protocol from "./Protocol.js"
+
+// Node 20.0 to 20.3 lack the well-known symbol that `await using` looks up; TypeScript's and
+// esbuild's helpers both fall back to this registered one
+if (typeof Symbol.asyncDispose !== "symbol") {
+  Object.defineProperty(Symbol, "asyncDispose", { value: Symbol.for("Symbol.asyncDispose") })
+}
+
+/**
+ * Callbacks, as in the reference SDK (`on_connected`, ...), plus `onStateChange`. Each may be
+ * passed to the constructor or assigned to the client later. A callback that throws is
+ * logged and does not disturb the session.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Callbacks {
+  /** A connection is ready: after `connect()`, and again after each automatic reconnect. */
+  onConnected?: (() => void) | undefined
+  /** A connection ended: it dropped (a reconnect follows), or the session ended. */
+  onDisconnected?: (() => void) | undefined
+  /** The avatar joined the Agora channel (the system message `agora_connected`). */
+  onAgoraConnected?: ((channelId: string) => void) | undefined
+  /**
+   * Something went wrong in the background: a dropped connection (before the reconnect),
+   * an error that ended the session, or an `error` message from the server that answers no
+   * command. Failures of a call are thrown by that call instead.
+   */
+  onError?: ((error: AvatarError) => void) | undefined
+  /** Every message from the server, decoded. */
+  onMessage?: ((message: Protocol.ServerMessage) => void) | undefined
+  /** Every change of the session's state: `Ready`, `Streaming`, `Reconnecting`, `Closed`. */
+  onStateChange?: ((state: AvatarSession.SessionState) => void) | undefined
+}
+
+/**
+ * The reference SDK's constructor arguments, with its defaults. Durations are milliseconds
+ * (as everywhere in JavaScript) or strings such as `"30 seconds"`: the reference's seconds
+ * do not carry over as numbers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Callbacks {
+  /** The API key. It is kept as a `Redacted` value and never printed. */
+  readonly apiKey: string
+  /** The avatar to drive. */
+  readonly avatarId: string
+  /** Default: the reference SDK's URL. Only its scheme and host are used. */
+  readonly discoveryUrl?: string | undefined
+  /** Default: a fresh UUID v4, kept across `connect()` calls of this client. */
+  readonly sessionId?: string | undefined
+  /** Connection attempts in all, across instances (default 3). */
+  readonly maxRetryAttempts?: number | undefined
+  /** Between `ping`s (default 30 seconds). */
+  readonly heartbeatInterval?: number | string | undefined
+  /** The deadline for each `pong` (default 10 seconds); the reference has none. */
+  readonly heartbeatTimeout?: number | string | undefined
+  /** Bounds the wait for `websocket_connected`, and for `agora_connected` (default 30 seconds). */
+  readonly connectionTimeout?: number | string | undefined
+  /** Bounds the discovery request (default 10 seconds). */
+  readonly discoveryTimeout?: number | string | undefined
+  /** Bounds the wait for a command's `ack` (default 10 seconds). */
+  readonly commandTimeout?: number | string | undefined
+  /** `"test"` (the default) or `"prod"`. */
+  readonly env?: AvatarConfig.Environment | undefined
+  /**
+   * `"realtime"` (the default) paces audio to playback, at most a second ahead; `"none"` sends
+   * it as fast as the socket takes it, as the reference does.
+   */
+  readonly pacing?: AvatarSession.Pacing | undefined
+}
+
+/**
+ * The arguments of `setAgoraParams`, the reference's `set_agora_params` in camelCase.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AgoraParams {
+  readonly agoraAppId: string
+  readonly agoraChannel: string
+  /** May be empty for a channel without tokens. */
+  readonly agoraToken: string
+  readonly agoraUid: string | number
+  readonly voiceId?: string | undefined
+  /** Default `"en"`. */
+  readonly language?: string | undefined
+  readonly backgroundUrl?: string | undefined
+}
+
+/**
+ * Options of a call that can take long. Aborting the signal stops the call, which then
+ * rejects with `signal.reason` (an `AbortError` unless you gave another reason).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined
+}
+
+/**
+ * What `sendAudioStream` reads: 16 kHz, 16-bit, mono PCM in chunks of any size (a chunk may
+ * split a sample).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AudioChunks = Iterable<Uint8Array> | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>
+
+/**
+ * The reference's `get_connection_info` fields (`connected`, `agoraConnected`, `sessionId`,
+ * `avatarId`, `currentService`, `availableServicesCount`), plus `reconnects` and the audio
+ * counters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectionInfo = AvatarSession.ConnectionInfo
+
+type Runtime = ManagedRuntime.ManagedRuntime<AvatarClient.AvatarClient, never>
+
+/** One connected session and what serves it. */
+interface Live {
+  readonly runtime: Runtime
+  readonly scope: Scope.CloseableScope
+  readonly session: AvatarSession.AvatarSession
+  readonly dispatchers: ReadonlyArray<Fiber.RuntimeFiber<void>>
+}
+
+const END: unique symbol = Symbol("end")
+type Item = Protocol.ServerMessage | typeof END
+
+/** A user's source failed: its own error is thrown back as it was. */
+class SourceFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/** Strings are checked by `AvatarConfig.make`, which names the option when one is not a duration. */
+const duration = (input: number | string | undefined) => input as Duration.DurationInput | undefined
+
+const notConnected = (call: string) =>
+  new ConnectionError({
+    reason: "not-connected",
+    message: `${call} needs a connected client: call connect() first (or StreamingAvatarClient.connect(options))`
+  })
+
+const isReadableStream = (u: unknown): u is ReadableStream<Uint8Array> =>
+  typeof ReadableStream !== "undefined" && u instanceof ReadableStream
+
+const isAsyncIterable = (u: unknown): u is AsyncIterable<Uint8Array> =>
+  typeof u === "object" && u !== null && typeof (u as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function"
+
+const isIterable = (u: unknown): u is Iterable<Uint8Array> =>
+  typeof u === "object" && u !== null && typeof (u as Iterable<unknown>)[Symbol.iterator] === "function"
+
+const checkChunk = (chunk: unknown, call: string): Effect.Effect<Uint8Array, ConfigurationError> =>
+  chunk instanceof Uint8Array
+    ? Effect.succeed(chunk)
+    : Effect.fail(
+        new ConfigurationError({
+          option: "audio",
+          message: `${call} takes Uint8Array (or Buffer) chunks of 16 kHz 16-bit mono PCM; got ${
+            chunk === null ? "null" : Array.isArray(chunk) ? "an array" : typeof chunk
+          }`
+        })
+      )
+
+/** The fiber's failure as the error a caller catches: ours, the source's own, or the abort reason. */
+const toThrown = (cause: Cause.Cause<unknown>, signal: AbortSignal | undefined): unknown => {
+  if (signal?.aborted && Cause.isInterruptedOnly(cause)) return signal.reason
+  const error = Cause.squash(cause)
+  return error instanceof SourceFailure ? error.error : error
+}
+
+/**
+ * The reference SDK's client. `connect()` opens a session (discovery, WebSocket,
+ * heartbeat); `disconnect()` flushes queued audio, leaves the channel and closes it. The
+ * session reconnects by itself when its connection drops (`onDisconnected`, then
+ * `onConnected`); it ends only when that fails, with `onError`.
+ *
+ * @since 0.1.0
+ * @category clients
+ */
+export class StreamingAvatarClient implements AsyncDisposable {
+  /**
+   * Creates a client and connects it: `await using client = await StreamingAvatarClient.connect(options)`.
+   *
+   * @since 0.1.0
+   */
+  static async connect(options: Options, call?: CallOptions): Promise<StreamingAvatarClient> {
+    const client = new StreamingAvatarClient(options)
+    await client.connect(call)
+    return client
+  }
+
+  /** @since 0.1.0 */
+  readonly avatarId: string
+  /** The session id sent to the service; the same for every `connect()` of this client. @since 0.1.0 */
+  readonly sessionId: string
+  /** @since 0.1.0 */
+  onConnected: Callbacks["onConnected"]
+  /** @since 0.1.0 */
+  onDisconnected: Callbacks["onDisconnected"]
+  /** @since 0.1.0 */
+  onAgoraConnected: Callbacks["onAgoraConnected"]
+  /** @since 0.1.0 */
+  onError: Callbacks["onError"]
+  /** @since 0.1.0 */
+  onMessage: Callbacks["onMessage"]
+  /** @since 0.1.0 */
+  onStateChange: Callbacks["onStateChange"]
+
+  readonly #layer: Layer.Layer<AvatarClient.AvatarClient>
+  readonly #sessionOptions: AvatarSession.Options
+  #live: Live | undefined = undefined
+  /** The last session, after `disconnect()`: its figures stay readable. */
+  #last: AvatarSession.AvatarSession | undefined = undefined
+  #opening: Promise<void> | undefined = undefined
+  #closing: Promise<void> | undefined = undefined
+  /** Aborted by `disconnect()`, so that a `connect()` in flight stops. */
+  #stop: AbortController | undefined = undefined
+  readonly #iterators = new Set<Queue.Queue<Item>>()
+
+  /**
+   * Checks the options and throws a `ConfigurationError` that names the one that cannot
+   * work. Nothing connects until `connect()`.
+   *
+   * @since 0.1.0
+   */
+  constructor(options: Options) {
+    if (typeof options !== "object" || options === null) {
+      throw new ConfigurationError({ option: "options", message: "StreamingAvatarClient needs an options object" })
+    }
+    if (typeof options.apiKey !== "string") {
+      throw new ConfigurationError({ option: "apiKey", message: "apiKey must be a string: your Akool API key" })
+    }
+    if (typeof options.avatarId !== "string" || options.avatarId.trim() === "") {
+      throw new ConfigurationError({ option: "avatarId", message: "avatarId is missing or empty" })
+    }
+    if (options.sessionId !== undefined && (typeof options.sessionId !== "string" || options.sessionId.trim() === "")) {
+      throw new ConfigurationError({
+        option: "sessionId",
+        message: "sessionId is empty: leave it out for a fresh UUID"
+      })
+    }
+    if (options.pacing !== undefined && options.pacing !== "realtime" && options.pacing !== "none") {
+      throw new ConfigurationError({
+        option: "pacing",
+        message: `pacing must be "realtime" or "none" (got ${JSON.stringify(options.pacing)})`
+      })
+    }
+    const resolved = Effect.runSync(
+      Effect.either(
+        AvatarConfig.make({
+          apiKey: Redacted.make(options.apiKey),
+          discoveryUrl: options.discoveryUrl,
+          env: options.env,
+          avatarId: options.avatarId,
+          maxRetryAttempts: options.maxRetryAttempts,
+          heartbeatInterval: duration(options.heartbeatInterval),
+          heartbeatTimeout: duration(options.heartbeatTimeout),
+          connectionTimeout: duration(options.connectionTimeout),
+          discoveryTimeout: duration(options.discoveryTimeout),
+          commandTimeout: duration(options.commandTimeout)
+        })
+      )
+    )
+    if (Either.isLeft(resolved)) throw resolved.left
+    this.avatarId = options.avatarId
+    this.sessionId = options.sessionId ?? globalThis.crypto.randomUUID()
+    this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: options.pacing }
+    this.#layer = Layer.orDie(AvatarClient.layerNodeFrom(Layer.succeed(AvatarConfig.AvatarConfig, resolved.right)))
+    this.onConnected = options.onConnected
+    this.onDisconnected = options.onDisconnected
+    this.onAgoraConnected = options.onAgoraConnected
+    this.onError = options.onError
+    this.onMessage = options.onMessage
+    this.onStateChange = options.onStateChange
+  }
+
+  /**
+   * A connection to the service is open (it is not while reconnecting).
+   *
+   * @since 0.1.0
+   */
+  get isConnected(): boolean {
+    return this.#live !== undefined && Effect.runSync(this.#live.session.info).connected
+  }
+
+  /**
+   * The avatar is in the Agora channel: `setAgoraParams` succeeded on the current connection.
+   *
+   * @since 0.1.0
+   */
+  get isAgoraConnected(): boolean {
+    return this.#live !== undefined && Effect.runSync(this.#live.session.info).agoraConnected
+  }
+
+  /**
+   * Discovers an instance and connects, retrying on another instance up to
+   * `maxRetryAttempts` times. Resolves once the service has sent `websocket_connected`.
+   * Calling it while connected does nothing; while connecting, it waits for that attempt.
+   *
+   * Throws `AuthenticationError` (the key was refused: never retried),
+   * `ServiceDiscoveryError` and `ConnectionError` (when they cannot be retried), `RetryError`
+   * (every attempt failed; `lastError` says why), or `signal.reason` when aborted.
+   *
+   * @since 0.1.0
+   */
+  async connect(call?: CallOptions): Promise<void> {
+    call?.signal?.throwIfAborted()
+    if (this.#closing) await this.#closing
+    if (this.#opening) return this.#opening
+    if (this.#live && !this.#ended(this.#live)) return
+    this.#opening = this.#open(call?.signal).finally(() => {
+      this.#opening = undefined
+    })
+    return this.#opening
+  }
+
+  /**
+   * Sends the queued audio (bounded by a timeout), leaves the Agora channel, closes the
+   * connection and releases everything the client holds; a `connect()` in flight is
+   * stopped. Safe to call at any time, any number of times. `connect()` may follow.
+   *
+   * @since 0.1.0
+   */
+  async disconnect(): Promise<void> {
+    this.#stop?.abort(new ConnectionError({ reason: "closed", message: "disconnect() was called while connecting" }))
+    if (this.#opening) await this.#opening.catch(() => undefined)
+    if (this.#closing) return this.#closing
+    const live = this.#live
+    if (live === undefined) return
+    this.#closing = this.#close(live).finally(() => {
+      this.#closing = undefined
+    })
+    return this.#closing
+  }
+
+  /**
+   * Sends `set-params` with the Agora channel the avatar joins, and waits for its ack and
+   * for `agora_connected`. After an automatic reconnect the session sends them again.
+   * Throws `ConfigurationError` for input that cannot work, `CommandError` when the service
+   * does not acknowledge them or Agora does not connect in time.
+   *
+   * @since 0.1.0
+   */
+  async setAgoraParams(params: AgoraParams, call?: CallOptions): Promise<void> {
+    const session = this.#session("setAgoraParams")
+    if (typeof params !== "object" || params === null) {
+      throw new ConfigurationError({
+        option: "agora",
+        message:
+          "setAgoraParams takes { agoraAppId, agoraChannel, agoraToken, agoraUid, voiceId?, language?, backgroundUrl? }"
+      })
+    }
+    return this.#run(
+      session.setParams({
+        agora: {
+          appId: params.agoraAppId,
+          channel: params.agoraChannel,
+          token: params.agoraToken,
+          uid: params.agoraUid
+        },
+        voiceId: params.voiceId,
+        language: params.language,
+        backgroundUrl: params.backgroundUrl
+      }),
+      call?.signal
+    )
+  }
+
+  /**
+   * Sends one buffer of 16 kHz, 16-bit, mono PCM. Resolves once it has been written to the
+   * socket (paced to real time unless `pacing: "none"`). A buffer must hold whole samples;
+   * to send audio in pieces that may split samples, use `sendAudioStream`.
+   *
+   * @since 0.1.0
+   */
+  async sendAudio(bytes: Uint8Array, call?: CallOptions): Promise<void> {
+    const session = this.#session("sendAudio")
+    return this.#run(Effect.flatMap(checkChunk(bytes, "sendAudio"), session.sendAudio), call?.signal)
+  }
+
+  /**
+   * Sends audio from an array, an `AsyncIterable` (an async generator, a Node stream) or a
+   * web `ReadableStream` of PCM chunks of any size, as one utterance. Resolves once every
+   * chunk has been written to the socket; `interrupt()` ends it early (it resolves then).
+   * Aborting stops reading the source; what was already queued still plays unless you also
+   * call `interrupt()`. An error thrown by the source is thrown back as it was.
+   *
+   * @since 0.1.0
+   */
+  async sendAudioStream(chunks: AudioChunks, call?: CallOptions): Promise<void> {
+    const session = this.#session("sendAudioStream")
+    const fail = (error: unknown) => new SourceFailure(error)
+    let source: Stream.Stream<unknown, SourceFailure>
+    if (isReadableStream(chunks)) source = Stream.fromReadableStream({ evaluate: () => chunks, onError: fail })
+    else if (isAsyncIterable(chunks)) source = Stream.fromAsyncIterable(chunks, fail)
+    else if (isIterable(chunks)) source = Stream.suspend(() => Stream.fromIterable(chunks))
+    else {
+      throw new ConfigurationError({
+        option: "audio",
+        message: "sendAudioStream takes an array, an AsyncIterable or a ReadableStream of Uint8Array chunks"
+      })
+    }
+    return this.#run(
+      Stream.run(
+        Stream.mapEffect(source, (chunk) => checkChunk(chunk, "sendAudioStream")),
+        session.audio
+      ),
+      call?.signal
+    )
+  }
+
+  /**
+   * Barge-in: drops the queued audio, ends the utterance being streamed (its
+   * `sendAudioStream` resolves), sends `interrupt` and waits for its ack.
+   *
+   * @since 0.1.0
+   */
+  async interrupt(call?: CallOptions): Promise<void> {
+    return this.#run(this.#session("interrupt").interrupt, call?.signal)
+  }
+
+  /**
+   * The reference's `get_connection_info`, plus the audio counters. Before the first
+   * `connect()` it describes no connection; after `disconnect()`, the last session.
+   *
+   * @since 0.1.0
+   */
+  getConnectionInfo(): ConnectionInfo {
+    const session = this.#live?.session ?? this.#last
+    if (session) return Effect.runSync(session.info)
+    return {
+      connected: false,
+      agoraConnected: false,
+      sessionId: this.sessionId,
+      avatarId: this.avatarId,
+      currentService: null,
+      availableServicesCount: 0,
+      reconnects: 0,
+      audio: {
+        framesAccepted: 0,
+        framesWritten: 0,
+        framesDropped: 0,
+        framesQueued: 0,
+        framesUnconfirmed: 0,
+        bytesWritten: 0
+      }
+    }
+  }
+
+  /**
+   * The server's messages from now on, as an async iterator: `for await (const m of
+   * client.events())`. It ends when the session ends (`disconnect()`, or an error that ends
+   * it); made before `connect()`, it follows the next session.
+   *
+   * @since 0.1.0
+   */
+  events(): AsyncIterableIterator<Protocol.ServerMessage> {
+    const queue = Effect.runSync(Queue.unbounded<Item>())
+    this.#iterators.add(queue)
+    let done = false
+    const finish = (): IteratorResult<Protocol.ServerMessage> => {
+      done = true
+      this.#iterators.delete(queue)
+      Effect.runSync(Queue.shutdown(queue))
+      return { done: true, value: undefined }
+    }
+    const iterator: AsyncIterableIterator<Protocol.ServerMessage> = {
+      next: async () => {
+        if (done) return { done: true, value: undefined }
+        const exit = await Effect.runPromiseExit(Queue.take(queue))
+        if (Exit.isFailure(exit) || exit.value === END) return finish()
+        return { done: false, value: exit.value }
+      },
+      return: async () => finish(),
+      [Symbol.asyncIterator]: () => iterator
+    }
+    return iterator
+  }
+
+  /**
+   * `await using` calls this: the same as `disconnect()`.
+   *
+   * @since 0.1.0
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.disconnect()
+  }
+
+  // ------------------------------------------------------------------
+
+  #ended(live: Live): boolean {
+    return Effect.runSync(SubscriptionRef.get(live.session.state))._tag === "Closed"
+  }
+
+  #session(call: string): AvatarSession.AvatarSession {
+    if (this.#live === undefined || this.#closing) throw notConnected(call)
+    return this.#live.session
+  }
+
+  async #run<A>(effect: Effect.Effect<A, AvatarError | SourceFailure>, signal: AbortSignal | undefined): Promise<A> {
+    signal?.throwIfAborted()
+    const live = this.#live
+    if (live === undefined) throw notConnected("this call")
+    const exit = await live.runtime.runPromiseExit(effect, signal ? { signal } : undefined)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw toThrown(exit.cause, signal)
+  }
+
+  async #open(signal: AbortSignal | undefined): Promise<void> {
+    // a session that ended by itself: release it before the next one
+    if (this.#live) await this.#close(this.#live)
+    const stop = new AbortController()
+    this.#stop = stop
+    const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal
+    const runtime: Runtime = ManagedRuntime.make(this.#layer)
+    const scope = Effect.runSync(Scope.make())
+    const exit = await runtime.runPromiseExit(
+      Effect.gen(this, function* () {
+        const client = yield* AvatarClient.AvatarClient
+        const session = yield* Scope.extend(client.session(this.#sessionOptions), scope)
+        const events = yield* Effect.forkDaemon(this.#dispatchEvents(session))
+        const states = yield* Effect.forkDaemon(this.#dispatchStates(session))
+        // both subscribe as soon as they run: let them, before the caller can send anything
+        yield* Effect.yieldNow()
+        return { session, dispatchers: [events, states] }
+      }),
+      { signal: combined }
+    )
+    if (this.#stop === stop) this.#stop = undefined
+    if (Exit.isSuccess(exit)) {
+      this.#live = { runtime, scope, ...exit.value }
+      return
+    }
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await runtime.dispose()
+    throw toThrown(exit.cause, combined)
+  }
+
+  async #close(live: Live): Promise<void> {
+    try {
+      await live.runtime.runPromise(
+        Effect.gen(function* () {
+          yield* Scope.close(live.scope, Exit.void)
+          // they end by themselves once the session is closed: let them deliver what is left
+          for (const fiber of live.dispatchers) {
+            yield* Fiber.await(fiber).pipe(
+              Effect.timeout("5 seconds"),
+              Effect.catchAll(() => Fiber.interrupt(fiber))
+            )
+          }
+        })
+      )
+    } finally {
+      await live.runtime.dispose()
+      this.#last = live.session
+      if (this.#live === live) this.#live = undefined
+    }
+  }
+
+  /** A user's callback must not break the dispatcher; a throw is logged. */
+  #callback<A extends ReadonlyArray<unknown>>(
+    name: string,
+    f: ((...args: A) => void) | undefined,
+    ...args: A
+  ): Effect.Effect<void> {
+    if (f === undefined) return Effect.void
+    return Effect.try(() => f(...args)).pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning(`StreamingAvatarClient: the ${name} callback threw`).pipe(
+          Effect.annotateLogs("error", String(error.error))
+        )
+      )
+    )
+  }
+
+  #dispatchEvents(session: AvatarSession.AvatarSession): Effect.Effect<void> {
+    return Stream.runForEach(session.events, (message) =>
+      Effect.gen(this, function* () {
+        for (const queue of this.#iterators) yield* Queue.offer(queue, message)
+        yield* this.#callback("onMessage", this.onMessage, message)
+        if (message.type === "system" && message.pld.status === "agora_connected") {
+          yield* this.#callback("onAgoraConnected", this.onAgoraConnected, message.pld.channel_id ?? "")
+        } else if (message.type === "error") {
+          const error = new ServerError({ code: message.pld.error_code, message: message.pld.error_message })
+          yield* this.#callback("onError", this.onError, error)
+        }
+      })
+    ).pipe(
+      Effect.ensuring(
+        Effect.suspend(() => {
+          const iterators = [...this.#iterators]
+          this.#iterators.clear()
+          return Effect.forEach(iterators, (queue) => Queue.offer(queue, END), { discard: true })
+        })
+      )
+    )
+  }
+
+  #dispatchStates(session: AvatarSession.AvatarSession): Effect.Effect<void> {
+    let previous: AvatarSession.SessionState["_tag"] = "Connecting"
+    const linked = () => previous === "Ready" || previous === "Streaming"
+    return session.state.changes.pipe(
+      Stream.takeUntil((state) => state._tag === "Closed"),
+      Stream.runForEach((state) =>
+        Effect.gen(this, function* () {
+          if (state._tag === previous && state._tag !== "Reconnecting") return
+          yield* this.#callback("onStateChange", this.onStateChange, state)
+          if (state._tag === "Ready" && !linked()) yield* this.#callback("onConnected", this.onConnected)
+          if ((state._tag === "Reconnecting" || state._tag === "Closed") && linked()) {
+            yield* this.#callback("onDisconnected", this.onDisconnected)
+          }
+          if (state._tag === "Reconnecting") yield* this.#callback("onError", this.onError, state.cause)
+          if (state._tag === "Closed" && Option.isSome(state.error)) {
+            yield* this.#callback("onError", this.onError, state.error.value)
+          }
+          previous = state._tag
+        })
+      )
+    )
+  }
+}
+
+/**
+ * Creates a client and connects it, like the reference's `create_client`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createClient = (options: Options, call?: CallOptions): Promise<StreamingAvatarClient> =>
+  StreamingAvatarClient.connect(options, call)

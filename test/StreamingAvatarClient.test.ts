@@ -1,0 +1,390 @@
+/**
+ * The Promise facade against the simulator, over real sockets: each method and callback,
+ * our own error classes on real failures, abort, and `await using` cleanup.
+ */
+import { inspect } from "node:util"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import {
+  AvatarError,
+  AvatarSimulator,
+  createClient,
+  StreamingAvatarClient,
+  type StreamingAvatarClientOptions
+} from "../src/index.js"
+import { API_KEY, pcm, unevenChunks } from "./support.js"
+
+const AVATAR = "dvp_Tristan_cloth2_1080P"
+const AGORA = { agoraAppId: "app-id", agoraChannel: "channel-1", agoraToken: "agora-token", agoraUid: "42" }
+
+const scopes: Array<Scope.CloseableScope> = []
+afterEach(async () => {
+  for (const scope of scopes.splice(0)) await Effect.runPromise(Scope.close(scope, Exit.void))
+})
+
+/** A simulator that lives until the end of the test. */
+const simulator = async (options: AvatarSimulator.Options = {}) => {
+  const scope = Effect.runSync(Scope.make())
+  scopes.push(scope)
+  return Effect.runPromise(Scope.extend(AvatarSimulator.make({ apiKey: API_KEY, ...options }), scope))
+}
+
+const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect)
+
+const optionsFor = (
+  sim: AvatarSimulator.Service,
+  extra: Partial<StreamingAvatarClientOptions> = {}
+): StreamingAvatarClientOptions => ({
+  apiKey: API_KEY,
+  avatarId: AVATAR,
+  discoveryUrl: sim.discoveryUrl,
+  pacing: "none",
+  ...extra
+})
+
+/** Polls until `check` holds (5 s at most). */
+const until = async <A>(read: () => Promise<A> | A, check: (a: A) => boolean): Promise<A> => {
+  for (let i = 0; i < 500; i++) {
+    const value = await read()
+    if (check(value)) return value
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error("condition not met within 5 s")
+}
+
+const concat = (parts: ReadonlyArray<Uint8Array>) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
+}
+
+const rejection = async (promise: Promise<unknown>): Promise<unknown> => {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error("expected the promise to reject")
+}
+
+describe("StreamingAvatarClient", () => {
+  it("connects, sets the Agora params, sends audio three ways, interrupts and disconnects", async () => {
+    const sim = await simulator()
+    const seen: Array<string> = []
+    const client = new StreamingAvatarClient({
+      ...optionsFor(sim),
+      onConnected: () => seen.push("connected"),
+      onDisconnected: () => seen.push("disconnected"),
+      onAgoraConnected: (channel) => seen.push(`agora:${channel}`),
+      onStateChange: (state) => seen.push(`state:${state._tag}`)
+    })
+    const messages: Array<string> = []
+    client.onMessage = (message) => messages.push(message.type)
+
+    expect(client.isConnected).toBe(false)
+    expect(client.getConnectionInfo()).toMatchObject({ connected: false, currentService: null })
+    await client.connect()
+    expect(client.isConnected).toBe(true)
+    expect(client.isAgoraConnected).toBe(false)
+
+    await client.setAgoraParams({ ...AGORA, voiceId: "v1", language: "de", backgroundUrl: "https://x.test/bg.png" })
+    expect(client.isAgoraConnected).toBe(true)
+    const info = client.getConnectionInfo()
+    expect(info).toMatchObject({
+      connected: true,
+      agoraConnected: true,
+      sessionId: client.sessionId,
+      avatarId: AVATAR,
+      currentService: { ip: "127.0.0.1", port: sim.instances[0].port, status: "available", healthy: true },
+      availableServicesCount: 1
+    })
+
+    const one = pcm(3200, 1)
+    const array = unevenChunks(pcm(9000, 2))
+    const iterable = unevenChunks(pcm(7000, 3), 11)
+    const readable = unevenChunks(pcm(5000, 4), 13)
+    await client.sendAudio(one)
+    await client.sendAudioStream(array)
+    await client.sendAudioStream(
+      (async function* () {
+        yield* iterable
+      })()
+    )
+    await client.sendAudioStream(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (const chunk of readable) controller.enqueue(chunk)
+          controller.close()
+        }
+      })
+    )
+    const expected = concat([one, ...array, ...iterable, ...readable])
+    const received = await until(
+      () => run(sim.audio(client.sessionId)),
+      (a) => a.byteLength === expected.byteLength
+    )
+    expect(received).toStrictEqual(expected)
+
+    await client.interrupt()
+    await client.disconnect()
+    expect(client.isConnected).toBe(false)
+    await client.disconnect() // twice is fine
+
+    const [record] = await run(sim.sessions)
+    expect(record.sessionId).toBe(client.sessionId)
+    expect(record.open).toBe(false)
+    expect(record.commands.map((c) => c.cmd)).toStrictEqual(["set-params", "interrupt", "leave_channel"])
+    expect(record.commands[0].pld).toMatchObject({
+      data: { vid: "v1", lang: "de", mode: 3, bgurl: "https://x.test/bg.png" },
+      metadata: { agora_data: { appid: "app-id", channel_id: "channel-1", token: "agora-token", uid: "42" } }
+    })
+    expect(seen).toStrictEqual([
+      "state:Ready",
+      "connected",
+      "agora:channel-1",
+      "state:Streaming",
+      "state:Ready",
+      "state:Streaming",
+      "state:Ready",
+      "state:Streaming",
+      "state:Ready",
+      "state:Streaming",
+      "state:Ready",
+      "state:Closed",
+      "disconnected"
+    ])
+    expect(messages).toContain("ack")
+    expect(messages).toContain("system")
+    // the last session's figures stay readable
+    expect(client.getConnectionInfo().audio.bytesWritten).toBe(expected.byteLength)
+  })
+
+  it("events() iterates the server's messages and ends with the session", async () => {
+    const sim = await simulator()
+    const client = await StreamingAvatarClient.connect(optionsFor(sim))
+    const collected: Array<string> = []
+    const reading = (async () => {
+      for await (const message of client.events()) {
+        collected.push(message.type === "system" ? `system:${message.pld.status}` : message.type)
+      }
+    })()
+    await client.setAgoraParams(AGORA)
+    await client.interrupt()
+    await client.disconnect()
+    await reading
+    expect(collected).toStrictEqual(["ack", "system:agora_connected", "ack", "ack"])
+  })
+
+  it("a reconnect is reported: onDisconnected, onError with the cause, onConnected again", async () => {
+    const sim = await simulator()
+    const seen: Array<string> = []
+    await using client = await createClient({
+      ...optionsFor(sim),
+      onConnected: () => seen.push("connected"),
+      onDisconnected: () => seen.push("disconnected"),
+      onError: (error) => seen.push(`error:${error._tag}`)
+    })
+    await client.setAgoraParams(AGORA)
+    await run(sim.dropAll({ mode: "terminate" }))
+    await until(
+      () => client.getConnectionInfo(),
+      (i) => i.reconnects === 1 && i.agoraConnected
+    )
+    expect(seen).toStrictEqual(["connected", "disconnected", "error:ConnectionError", "connected"])
+    await client.sendAudio(pcm(1280))
+    expect(client.isConnected).toBe(true)
+  })
+
+  it("await using closes the session and leaves no socket open", async () => {
+    const sim = await simulator()
+    {
+      await using client = await StreamingAvatarClient.connect(optionsFor(sim))
+      await client.sendAudio(pcm(2560))
+      expect(await run(sim.openConnections)).toBe(1)
+    }
+    expect(await run(sim.openConnections)).toBe(0)
+    const [record] = await run(sim.sessions)
+    expect(record.open).toBe(false)
+    expect(record.audioBytes).toBe(2560)
+    expect(record.commands.map((c) => c.cmd)).toStrictEqual(["leave_channel"])
+  })
+
+  describe("throws our own error classes", () => {
+    it("a refused key: AuthenticationError, without the key anywhere", async () => {
+      const sim = await simulator()
+      const client = new StreamingAvatarClient(optionsFor(sim, { apiKey: "sk-wrong-key-0123456789" }))
+      const error = await rejection(client.connect())
+      expect(error).toBeInstanceOf(AvatarError.AuthenticationError)
+      expect(error).toBeInstanceOf(Error)
+      expect(String(error)).not.toContain("sk-wrong-key")
+      expect(inspect(client, { depth: 5 })).not.toContain("sk-wrong-key")
+      expect(client.isConnected).toBe(false)
+      expect(await run(sim.openConnections)).toBe(0)
+    })
+
+    it("a discovery answer of unknown shape: ServiceDiscoveryError", async () => {
+      const sim = await simulator()
+      await run(sim.setDiscovery({ body: { hello: "world" } }))
+      const error = await rejection(StreamingAvatarClient.connect(optionsFor(sim)))
+      expect(error).toBeInstanceOf(AvatarError.ServiceDiscoveryError)
+      expect(error).toMatchObject({ reason: "decode" })
+    })
+
+    it("every attempt refused: RetryError whose lastError is a ConnectionError", async () => {
+      const sim = await simulator({ instances: [{ faults: { occupied: true } }] })
+      const error = await rejection(StreamingAvatarClient.connect(optionsFor(sim, { maxRetryAttempts: 2 })))
+      expect(error).toBeInstanceOf(AvatarError.RetryError)
+      const retry = error as AvatarError.RetryError
+      expect(retry.attempts).toBe(2)
+      expect(retry.lastError).toBeInstanceOf(AvatarError.ConnectionError)
+      expect(retry.lastError).toMatchObject({ reason: "occupied" })
+    })
+
+    it("a call before connect(): ConnectionError (not-connected)", async () => {
+      const client = new StreamingAvatarClient({ apiKey: API_KEY, avatarId: AVATAR })
+      for (const call of [
+        () => client.sendAudio(pcm(640)),
+        () => client.sendAudioStream([pcm(640)]),
+        () => client.setAgoraParams(AGORA),
+        () => client.interrupt()
+      ]) {
+        let error: unknown
+        try {
+          await call()
+        } catch (e) {
+          error = e
+        }
+        expect(error).toBeInstanceOf(AvatarError.ConnectionError)
+        expect(error).toMatchObject({ reason: "not-connected" })
+      }
+    })
+
+    it("options that cannot work: ConfigurationError from the constructor, naming the option", () => {
+      const bad: Array<[Partial<StreamingAvatarClientOptions>, string]> = [
+        [{ apiKey: "" }, "apiKey"],
+        [{ avatarId: " " }, "avatarId"],
+        [{ discoveryUrl: "ftp://x" }, "discoveryUrl"],
+        [{ heartbeatInterval: -1 }, "heartbeatInterval"],
+        [{ connectionTimeout: "soon" }, "connectionTimeout"],
+        [{ maxRetryAttempts: 0 }, "maxRetryAttempts"],
+        [{ env: "staging" as "prod" }, "env"]
+      ]
+      for (const [override, option] of bad) {
+        let error: unknown
+        try {
+          new StreamingAvatarClient({ apiKey: API_KEY, avatarId: AVATAR, ...override })
+        } catch (e) {
+          error = e
+        }
+        expect(error).toBeInstanceOf(AvatarError.ConfigurationError)
+        expect(error).toMatchObject({ option })
+      }
+    })
+
+    it("bad audio and bad params: AudioStreamError and ConfigurationError; the source's own error as it was", async () => {
+      const sim = await simulator()
+      await using client = await StreamingAvatarClient.connect(optionsFor(sim))
+      expect(await rejection(client.sendAudio(pcm(641)))).toMatchObject({
+        _tag: "AudioStreamError",
+        reason: "odd-length"
+      })
+      const wav = new TextEncoder().encode("RIFF\x24\x00\x00\x00WAVEfmt ")
+      const notPcm = await rejection(client.sendAudioStream([wav, pcm(640)]))
+      expect(notPcm).toBeInstanceOf(AvatarError.AudioStreamError)
+      expect(notPcm).toMatchObject({ reason: "not-pcm" })
+      const notBytes = await rejection(client.sendAudioStream(["hello" as unknown as Uint8Array]))
+      expect(notBytes).toBeInstanceOf(AvatarError.ConfigurationError)
+      expect(await rejection(client.setAgoraParams({ ...AGORA, agoraChannel: "" }))).toBeInstanceOf(
+        AvatarError.ConfigurationError
+      )
+      const failure = new Error("the text-to-speech engine failed")
+      const thrown = await rejection(
+        client.sendAudioStream(
+          (async function* () {
+            yield pcm(1280)
+            throw failure
+          })()
+        )
+      )
+      expect(thrown).toBe(failure)
+      // the session is still usable
+      await client.sendAudio(pcm(640))
+      expect(client.isConnected).toBe(true)
+    })
+  })
+
+  describe("abort", () => {
+    it("an aborted connect() rejects with the signal's reason and leaves nothing open", async () => {
+      const sim = await simulator()
+      await run(sim.setDiscovery({ delay: "20 seconds" }))
+      const client = new StreamingAvatarClient(optionsFor(sim))
+      const controller = new AbortController()
+      const connecting = client.connect({ signal: controller.signal })
+      await until(
+        () => run(sim.discoveryRequests),
+        (r) => r.length === 1
+      )
+      controller.abort()
+      const error = await rejection(connecting)
+      expect(error).toBe(controller.signal.reason)
+      expect((error as Error).name).toBe("AbortError")
+      expect(client.isConnected).toBe(false)
+      // an already aborted signal: nothing starts
+      expect(await rejection(client.connect({ signal: AbortSignal.abort("stop") }))).toBe("stop")
+      expect(await run(sim.discoveryRequests)).toHaveLength(1)
+      // a later connect works
+      await run(sim.setDiscovery({}))
+      await client.connect()
+      expect(client.isConnected).toBe(true)
+      await client.disconnect()
+    })
+
+    it("disconnect() during connect() stops it", async () => {
+      const sim = await simulator()
+      await run(sim.setDiscovery({ delay: "20 seconds" }))
+      const client = new StreamingAvatarClient(optionsFor(sim))
+      const connecting = client.connect()
+      await until(
+        () => run(sim.discoveryRequests),
+        (r) => r.length === 1
+      )
+      await client.disconnect()
+      const error = await rejection(connecting)
+      expect(error).toBeInstanceOf(AvatarError.ConnectionError)
+      expect(client.isConnected).toBe(false)
+      expect(await run(sim.openConnections)).toBe(0)
+    })
+
+    it("an aborted sendAudioStream stops reading its source; the session goes on", async () => {
+      const sim = await simulator()
+      await using client = await StreamingAvatarClient.connect(optionsFor(sim, { pacing: "realtime" }))
+      const controller = new AbortController()
+      let pulled = 0
+      const endless = (async function* () {
+        while (true) {
+          pulled++
+          yield pcm(1280)
+        }
+      })()
+      const sending = client.sendAudioStream(endless, { signal: controller.signal })
+      await until(
+        () => pulled,
+        (n) => n > 30
+      )
+      controller.abort(new Error("user stopped"))
+      const error = await rejection(sending)
+      expect(error).toMatchObject({ message: "user stopped" })
+      const stoppedAt = pulled
+      await client.interrupt()
+      await client.sendAudio(pcm(640))
+      expect(pulled).toBe(stoppedAt)
+      expect(client.isConnected).toBe(true)
+    })
+  })
+})
