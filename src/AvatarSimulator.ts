@@ -450,6 +450,7 @@ export interface Running {
   readonly report: () => Promise<string>
   /** Closes every socket and server (what `await using` calls). */
   readonly close: () => Promise<void>
+  /** The same as `close`. */
   readonly [Symbol.asyncDispose]: () => Promise<void>
 }
 

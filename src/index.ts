@@ -12,11 +12,6 @@ export * as Discovery from "./Discovery.js"
 export * as Heartbeat from "./Heartbeat.js"
 export * as NodeAudio from "./NodeAudio.js"
 export * as Protocol from "./Protocol.js"
-/**
- * The Promise facade's types.
- *
- * @since 0.1.0
- */
 export type {
   AgoraParams,
   AudioChunks,
@@ -24,9 +19,6 @@ export type {
   CallOptions,
   Options as StreamingAvatarClientOptions
 } from "./StreamingAvatarClient.js"
-/**
- * The Promise facade, for programs not written with Effect: the reference SDK's client.
- *
- * @since 0.1.0
- */
+// the Promise facade, for programs not written with Effect: the reference SDK's client (its
+// declarations carry their own docs, which TypeDoc checks)
 export { createClient, StreamingAvatarClient } from "./StreamingAvatarClient.js"
