@@ -41,6 +41,7 @@ import {
   ConnectionError,
   RetryError
 } from "./AvatarError.js"
+import * as AvatarMetrics from "./AvatarMetrics.js"
 import * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
 import * as Heartbeat from "./Heartbeat.js"
@@ -354,6 +355,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     let instances: ReadonlyArray<Discovery.Instance> = []
     let instanceIndex = 0
     let agoraConnected = false
+    /** Whether this session is counted in `akool_avatar_sessions_active`. */
+    let counted = false
     /** The set-params waiting for `agora_connected`, if one is. */
     let agoraWaiter: Deferred.Deferred<void> | undefined
     let closing = false
@@ -597,7 +600,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           return Effect.zipRight(announce, connectOnce(phase === "reconnect"))
         })
         const schedule = options.retry ?? defaultRetry(config.maxRetryAttempts)
-        return yield* attempt.pipe(
+        const live = yield* attempt.pipe(
           Effect.retry({ schedule, while: (error) => error.retryable }),
           Effect.catchAll(
             (error): Effect.Effect<never, AvatarError> =>
@@ -612,9 +615,18 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
                 : Effect.fail(error)
           )
         )
+        yield* Effect.annotateCurrentSpan({
+          "akool.instance": Discovery.label(live.connection.instance),
+          "akool.attempts": attempts
+        })
+        return live
       }).pipe(
         Effect.withSpan(phase === "connect" ? "AvatarSession.connect" : "AvatarSession.reconnect", {
-          attributes: { "akool.session_id": sessionId, "akool.avatar_id": avatarId }
+          attributes: {
+            "akool.session_id": sessionId,
+            "akool.avatar_id": avatarId,
+            ...(cause ? { "akool.reconnect.cause": cause.message } : {})
+          }
         })
       )
 
@@ -789,6 +801,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     const endSession = (error: Option.Option<AvatarError>) =>
       Effect.gen(function* () {
         finished = true
+        if (counted) AvatarMetrics.sessionsActive.unsafeUpdate(-1, [])
+        counted = false
         const queued = outbox.depth
         const doubt = unconfirmed > 0 ? ` (${unconfirmed} written frame(s) were never confirmed by the server)` : ""
         outbox.fail(
@@ -849,6 +863,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         const next = yield* Effect.either(connect("reconnect", dropped))
         if (Either.isLeft(next)) return yield* endSession(Option.some(next.left))
         reconnects++
+        AvatarMetrics.reconnects.unsafeUpdate(1, [])
         yield* activate(next.right)
       }
     })
@@ -861,6 +876,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       Effect.suspend(() => {
         const doubtful = Math.max(0, outbox.written - Math.max(live.writtenBefore, live.connection.confirmed()))
         unconfirmed += doubtful
+        AvatarMetrics.framesUnconfirmed.unsafeUpdate(doubtful, [])
         return Effect.as(Effect.zipRight(live.connection.close, Scope.close(live.scope, Exit.void)), doubtful)
       })
 
@@ -899,6 +915,9 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     const established = yield* connect("connect").pipe(Effect.tapError((error) => endSession(Option.some(error))))
     yield* activate(established)
+    counted = true
+    AvatarMetrics.sessionsOpened.unsafeUpdate(1, [])
+    AvatarMetrics.sessionsActive.unsafeUpdate(1, [])
     // forked after the finalizer was added, so closing the scope stops it first
     yield* Effect.forkScoped(supervise)
 

@@ -9,10 +9,12 @@
  * @since 0.1.0
  */
 import * as Socket from "@effect/platform/Socket"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
@@ -20,6 +22,7 @@ import type * as Scope from "effect/Scope"
 import { WebSocket as NodeWebSocket } from "ws"
 import { AvatarConfig } from "./AvatarConfig.js"
 import { AuthenticationError, CommandError, ConnectionError, ServerError } from "./AvatarError.js"
+import * as AvatarMetrics from "./AvatarMetrics.js"
 import * as Discovery from "./Discovery.js"
 import * as Protocol from "./Protocol.js"
 
@@ -373,6 +376,7 @@ export const make = (
         const command = Protocol.commandName(message) ?? message.type
         const deferred = yield* Deferred.make<typeof Protocol.Ack.Type, CommandError | ServerError>()
         pending.set(message.mid, deferred)
+        const sentAt = yield* Clock.currentTimeMillis
         yield* send(message)
         // interruptible even where the caller is not (a scope finalizer sends leave_channel):
         // otherwise the timeout could not stop the wait
@@ -394,6 +398,7 @@ export const make = (
               : e
           )
         )
+        yield* Metric.update(AvatarMetrics.ackLatency, (yield* Clock.currentTimeMillis) - sentAt)
         if (ack.pld.status !== "success") {
           return yield* new CommandError({
             reason: "rejected",

@@ -7,10 +7,12 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import { ConnectionError } from "./AvatarError.js"
+import * as AvatarMetrics from "./AvatarMetrics.js"
 import type * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
 import * as Protocol from "./Protocol.js"
@@ -58,10 +60,9 @@ export const run = (connection: Connection.Connection, options: Options): Effect
       )
       return false
     }
-    if (options.onRoundTrip) {
-      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      yield* options.onRoundTrip(now - sentAt)
-    }
+    const roundTrip = (yield* Effect.clockWith((clock) => clock.currentTimeMillis)) - sentAt
+    yield* Metric.update(AvatarMetrics.heartbeatRoundTrip, roundTrip)
+    if (options.onRoundTrip) yield* options.onRoundTrip(roundTrip)
     return true
   })
   return beat.pipe(

@@ -445,6 +445,7 @@ export const commandName = (message: ClientMessage): CommandName | undefined => 
  * @category message ids
  */
 export interface MessageIds {
+  /** A message id not given out before by this generator. */
   readonly next: () => string
 }
 

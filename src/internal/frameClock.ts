@@ -7,6 +7,8 @@ import * as FiberId from "effect/FiberId"
 /** Something the clock wakes: a session's writer. `pump` is synchronous and cheap; it returns whether work is left. */
 export interface Pumpable {
   readonly pump: (now: number) => boolean
+  /** Before this time a pump would write nothing (pacing holds it back): the clock does not call it. */
+  readonly nextPumpAt: number
 }
 
 export interface FrameClockService {
@@ -55,6 +57,9 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
     const tickAll = Effect.sync(() => {
       const at = now()
       for (const writer of active) {
+        // a real-time writer is due once every frame, a few ticks apart: the ticks between cost
+        // a comparison, not a visit to its socket
+        if (writer.nextPumpAt > at) continue
         if (!writer.pump(at)) active.delete(writer)
       }
     })

@@ -2,6 +2,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type { AudioStreamError } from "../AvatarError.js"
+import * as AvatarMetrics from "../AvatarMetrics.js"
 import * as Protocol from "../Protocol.js"
 import { toBase64 } from "./base64.js"
 
@@ -51,6 +52,10 @@ export class Outbox {
   private settleWaiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void, AudioStreamError> }> =
     []
 
+  /** The depth last added to `akool_avatar_outbox_frames`. */
+  private depthReported = 0
+  /** When pacing next lets a frame out; 0 when the next tick should look. */
+  nextPumpAt = 0
   accepted = 0
   written = 0
   dropped = 0
@@ -103,12 +108,17 @@ export class Outbox {
 
   /** Writes what pacing and the socket allow right now; returns whether frames are left. */
   pump(now: number): boolean {
+    this.nextPumpAt = 0
     const target = this.target
-    if (this.size === 0 || target === undefined || !target.isOpen()) return this.size > 0
+    if (this.size === 0 || target === undefined || !target.isOpen()) {
+      this.reportDepth()
+      return this.size > 0
+    }
     const { capacity, leadMs, highWaterBytes } = this.options
     const realtime = this.options.pacing === "realtime"
     const socket = target.socket
     let sent = 0
+    let bytes = 0
     while (this.size > 0) {
       if (socket.bufferedAmount > highWaterBytes) {
         if (this.stalledSince === undefined) this.stalledSince = now
@@ -124,7 +134,10 @@ export class Outbox {
       const duration = frame.byteLength / BYTES_PER_MS
       if (realtime) {
         const ahead = this.playheadEnd - now
-        if (ahead > 0 && ahead + duration > leadMs) break
+        if (ahead > 0 && ahead + duration > leadMs) {
+          this.nextPumpAt = this.playheadEnd + duration - leadMs
+          break
+        }
         this.playheadEnd = Math.max(this.playheadEnd, now) + duration
       }
       socket.send(Protocol.encodeChat(target.ids.next(), toBase64(frame)))
@@ -132,10 +145,13 @@ export class Outbox {
       this.head = (this.head + 1) % capacity
       this.size--
       this.written++
-      this.bytesWritten += frame.byteLength
+      bytes += frame.byteLength
       sent++
     }
     if (sent > 0) {
+      this.bytesWritten += bytes
+      AvatarMetrics.framesSent.unsafeUpdate(sent, [])
+      AvatarMetrics.bytesSent.unsafeUpdate(bytes, [])
       // a drop can only lose what was written since the last confirmation: keep that short
       if (this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
         this.lastConfirmationRequest = this.written
@@ -143,7 +159,18 @@ export class Outbox {
       }
       this.wake()
     }
+    this.reportDepth()
     return this.size > 0
+  }
+
+  /** Brings `akool_avatar_outbox_frames` up to date, once per batch. */
+  private reportDepth(): void {
+    if (this.failure !== undefined) return
+    const change = this.size - this.depthReported
+    if (change !== 0) {
+      AvatarMetrics.outboxDepth.unsafeUpdate(change, [])
+      this.depthReported = this.size
+    }
   }
 
   seal(): void {
@@ -157,15 +184,23 @@ export class Outbox {
     this.head = 0
     this.size = 0
     this.dropped += dropped
+    AvatarMetrics.framesDropped.unsafeUpdate(dropped, [])
+    this.reportDepth()
     this.interrupts++
     this.playheadEnd = now
+    this.nextPumpAt = 0
     this.wake()
     return dropped
   }
 
   /** Ends the outbox: waiting and later producers fail with `error`. Returns the frames left unsent. */
   fail(error: AudioStreamError): number {
-    if (this.failure === undefined) this.failure = error
+    if (this.failure === undefined) {
+      this.failure = error
+      // what is left will never be written: it leaves the gauge of waiting frames
+      AvatarMetrics.outboxDepth.unsafeUpdate(-this.depthReported, [])
+      this.depthReported = 0
+    }
     const spaceWaiters = this.spaceWaiters
     const settleWaiters = this.settleWaiters
     this.spaceWaiters = []
