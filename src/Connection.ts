@@ -16,7 +16,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
-import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { WebSocket as NodeWebSocket } from "ws"
@@ -58,8 +57,6 @@ export interface Connection {
   ) => Effect.Effect<typeof Protocol.Ack.Type, CommandError | ServerError | ConnectionError>
   /** Every decoded inbound message, for subscribers. */
   readonly messages: PubSub.PubSub<Protocol.ServerMessage>
-  /** One element per `pong` received (sliding: only the latest is kept). */
-  readonly pongs: Queue.Dequeue<void>
   /** How many messages have arrived: any message shows the peer is alive. */
   readonly inbound: () => number
   /**
@@ -73,8 +70,11 @@ export interface Connection {
    * in order, so its pong or ack confirms that everything sent before arrived.
    */
   readonly confirmed: () => number
-  /** Sends a ping now, synchronously (the data plane asks for confirmations with it). */
-  readonly unsafePing: () => void
+  /**
+   * Sends a ping now, synchronously (the data plane asks for confirmations with it, the
+   * heartbeat checks the peer with it). `answered` is called with the time its pong arrived.
+   */
+  readonly unsafePing: (answered?: (at: number) => void) => void
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>
   /** The same, for the synchronous data plane (a stalled peer). */
@@ -225,7 +225,6 @@ export const make = (
     const url = Discovery.websocketUrl(options.instance, { sessionId: options.sessionId, avatarId: options.avatarId })
 
     const messages = options.messages ?? (yield* PubSub.unbounded<Protocol.ServerMessage>())
-    const pongs = yield* Queue.sliding<void>(1)
     const connected = yield* Deferred.make<void, DropError>()
     const closed = yield* Deferred.make<void, DropError>()
     const pending = new Map<string, Deferred.Deferred<typeof Protocol.Ack.Type, CommandError | ServerError>>()
@@ -235,7 +234,8 @@ export const make = (
     let confirmed = 0
     const mark = options.mark ?? (() => 0)
     // pongs carry no id, but they come back in the order the pings went out
-    const pingMarks: Array<number> = []
+    const pingMarks: Array<{ readonly mark: number; readonly answered: ((at: number) => void) | undefined }> = []
+    const clock = yield* Effect.clock
     const commandMarks = new Map<string, number>()
     const confirm = (value: number | undefined) => {
       if (value !== undefined && value > confirmed) confirmed = value
@@ -317,10 +317,12 @@ export const make = (
           }
           break
         }
-        case "pong":
-          confirm(pingMarks.shift())
-          pongs.unsafeOffer(undefined)
+        case "pong": {
+          const ping = pingMarks.shift()
+          confirm(ping?.mark)
+          ping?.answered?.(clock.unsafeCurrentTimeMillis())
           break
+        }
       }
       options.onMessage?.(message)
       // synchronous, in order, and no fiber per inbound message
@@ -359,15 +361,15 @@ export const make = (
     const send = (message: Protocol.ClientMessage) =>
       Effect.suspend(() => {
         if (!isOpen()) return Effect.fail(notOpen())
-        if (message.type === "ping") pingMarks.push(mark())
+        if (message.type === "ping") pingMarks.push({ mark: mark(), answered: undefined })
         else if (message.type === "command" || message.type === "event") commandMarks.set(message.mid, mark())
         socket.send(Protocol.encodeClientMessage(message))
         return Effect.void
       })
 
-    const unsafePing = () => {
+    const unsafePing = (answered?: (at: number) => void) => {
       if (!isOpen()) return
-      pingMarks.push(mark())
+      pingMarks.push({ mark: mark(), answered })
       socket.send(Protocol.encodePing(ids.next()))
     }
 
@@ -464,7 +466,6 @@ export const make = (
       send,
       request,
       messages,
-      pongs,
       inbound: () => inbound,
       confirmed: () => confirmed,
       unsafePing,

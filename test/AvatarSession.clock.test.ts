@@ -63,6 +63,33 @@ describe("AvatarSession on the TestClock", () => {
     })
   )
 
+  it.scoped(
+    "with a timeout longer than the interval, pings keep their rate and the oldest unanswered one decides",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({
+          avatarId: AVATAR,
+          heartbeatInterval: "5 seconds",
+          heartbeatTimeout: "12 seconds"
+        })
+        const pings = sim.sessions.pipe(Effect.map((s) => s[0]!.pings))
+        yield* sim.setFaults(0, { noPong: true })
+        for (const expected of [1, 2, 3]) {
+          yield* TestClock.adjust("5 seconds")
+          yield* eventually(pings, (n) => n === expected)
+        }
+        // the first ping (at 5 s) is 10 s old: not yet late
+        yield* io()
+        expect((yield* SubscriptionRef.get(session.state))._tag).toBe("Ready")
+        // at 17 s its deadline passes with nothing heard since: the peer is unresponsive
+        yield* TestClock.adjust("2 seconds")
+        const state = yield* eventually(SubscriptionRef.get(session.state), (s) => s._tag !== "Ready")
+        expect(state).toMatchObject({ _tag: "Reconnecting", cause: { _tag: "ConnectionError", reason: "heartbeat" } })
+      })
+  )
+
   it.scoped("real-time pacing stays within lead of playback and keeps up with it", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()
