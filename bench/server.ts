@@ -28,6 +28,8 @@ interface Session {
   audioMs: number
   late: number
   droppedAt: number | undefined
+  /** The link that was dropped: frames still arriving on it do not count as recovered. */
+  dropped: WebSocket | undefined
   readonly recoveries: Array<number>
 }
 
@@ -47,7 +49,7 @@ const QUOTE = 0x22
 const EQUALS = 0x3d
 
 /** Chat messages are most of the traffic: read straight from the bytes, never decoded as a whole. */
-const onChat = (session: Session, raw: Buffer, at: number) => {
+const onChat = (session: Session, socket: WebSocket, raw: Buffer, at: number) => {
   const start = raw.indexOf(AUDIO_FIELD) + AUDIO_FIELD.length
   const end = raw.indexOf(QUOTE, start)
   let bytes: number
@@ -60,7 +62,7 @@ const onChat = (session: Session, raw: Buffer, at: number) => {
   }
   if (session.frames === 0) session.first = at
   else gaps[Math.min(BUCKETS, Math.round((at - session.last) * 10))]!++
-  if (session.droppedAt !== undefined) {
+  if (session.droppedAt !== undefined && socket !== session.dropped) {
     session.recoveries.push(at - session.droppedAt)
     session.droppedAt = undefined
   }
@@ -75,7 +77,7 @@ const onMessage = (socket: WebSocket, session: Session, raw: Buffer) => {
   const at = now()
   // both clients put `type` near the start; the base64 that follows cannot contain a quote
   const head = raw.indexOf(CHAT_TYPE)
-  if (head >= 0 && head < 64) return onChat(session, raw, at)
+  if (head >= 0 && head < 64) return onChat(session, socket, raw, at)
   const parsed = JSON.parse(raw.toString("utf8")) as {
     type: string
     mid: string
@@ -167,6 +169,7 @@ const server = Http.createServer((request, response) => {
       const session = sessions.get(url.searchParams.get("session_id") ?? "")
       if (session?.current === undefined) return reply(404, '{"error":"no such connected session"}')
       session.droppedAt = now()
+      session.dropped = session.current
       if (url.searchParams.get("mode") === "terminate") session.current.terminate()
       else session.current.close(1011, "bench drop")
       return reply(200, "{}")
@@ -198,6 +201,7 @@ server.on("upgrade", (request, socket, head) => {
         audioMs: 0,
         late: 0,
         droppedAt: undefined,
+        dropped: undefined,
         recoveries: []
       }
       sessions.set(id, session)
