@@ -11,7 +11,7 @@ interface Point {
 }
 
 const COLORS = { sdk: "#1f6feb", baseline: "#d1242f" } as const
-const PANEL = { width: 400, height: 260, left: 60, right: 20, top: 40, bottom: 50 }
+const PANEL = { width: 400, height: 260, left: 60, right: 35, top: 40, bottom: 50 }
 
 const escapeXml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
@@ -69,7 +69,7 @@ export const concurrencyChart = (input: { readonly title: string; readonly point
   const onTimeFloor = lowest >= 99 ? 98 : lowest >= 90 ? 90 : 0
   const cpuMax = niceMax(Math.max(...points.flatMap((p) => [p.sdk.cpu, p.baseline.cpu])))
   const width = PANEL.width * 2
-  const height = PANEL.height + 50
+  const height = PANEL.height + 60
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 ${panel(0, "frames on time", "%", points, (c) => c.onTime, [onTimeFloor, 100])}
@@ -77,7 +77,7 @@ ${panel(PANEL.width, "client CPU", "%", points, (c) => c.cpu, [0, cpuMax])}
 <g transform="translate(${PANEL.left}, ${PANEL.height + 10})">
 <rect width="12" height="12" fill="${COLORS.sdk}"/><text x="18" y="11">akool-streaming-avatar</text>
 <rect x="180" width="12" height="12" fill="${COLORS.baseline}"/><text x="198" y="11">hand-written ws client (baseline)</text>
-<text x="420" y="11" fill="#555">${escapeXml(input.title)}</text>
+<text y="32" fill="#555">${escapeXml(input.title)}; where the lines overlap, the SDK's is drawn on top</text>
 </g>
 </svg>
 `
