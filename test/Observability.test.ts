@@ -3,9 +3,8 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import * as Tracer from "effect/Tracer"
 import { AvatarMetrics, AvatarSimulator } from "../src/index.js"
-import { API_KEY, agora, clientFor, eventually, fastRetry, pcm } from "./support.js"
+import { API_KEY, agora, clientFor, eventually, fastRetry, pcm, recordingTracer } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
@@ -69,16 +68,7 @@ describe("observability", () => {
 
   it.scopedLive("the public operations have spans with useful attributes, never the key or the Agora token", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.Span> = []
-      const base = yield* Effect.tracer
-      const tracer = Tracer.make({
-        span: (...args) => {
-          const span = base.span(...args)
-          spans.push(span)
-          return span
-        },
-        context: base.context
-      })
+      const { tracer, spans } = yield* recordingTracer
       const sim = yield* AvatarSimulator.make()
       const client = yield* clientFor(sim)
       yield* Effect.scoped(

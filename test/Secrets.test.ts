@@ -5,25 +5,15 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Stream from "effect/Stream"
-import * as Tracer from "effect/Tracer"
 import { AvatarSimulator } from "../src/index.js"
-import { API_KEY, agora, clientFor, fastRetry, pcm } from "./support.js"
+import { API_KEY, agora, clientFor, fastRetry, pcm, recordingTracer } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
 it.live("the API key never appears in a log line, a span, an error or its cause", () =>
   Effect.gen(function* () {
     const logs: Array<string> = []
-    const spans: Array<Tracer.Span> = []
-    const base = yield* Effect.tracer
-    const tracer = Tracer.make({
-      span: (...args) => {
-        const span = base.span(...args)
-        spans.push(span)
-        return span
-      },
-      context: base.context
-    })
+    const { tracer, spans } = yield* recordingTracer
     const logger = Logger.make((options) => {
       logs.push(Logger.logfmtLogger.log(options))
     })

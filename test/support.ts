@@ -6,6 +6,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as TestServices from "effect/TestServices"
+import * as Tracer from "effect/Tracer"
 import { AvatarClient, type AvatarConfig, type AvatarSimulator } from "../src/index.js"
 
 export const API_KEY = "sk-test-VERY-SECRET-0123456789"
@@ -89,3 +90,17 @@ export const expectOrderedSubset = (received: Uint8Array, sent: Uint8Array, miss
 }
 
 const equalBytes = (a: Uint8Array, b: Uint8Array) => a.byteLength === b.byteLength && a.every((x, i) => x === b[i])
+
+/** A tracer that keeps every span it starts, on top of the current one. */
+export const recordingTracer = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (...args) => {
+      const span = base.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: base.context
+  })
+  return { tracer, spans }
+})
