@@ -5,16 +5,7 @@ import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Stream from "effect/Stream"
 import { Audio } from "../src/index.js"
-
-const concat = (parts: ReadonlyArray<Uint8Array>) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.byteLength
-  }
-  return out
-}
+import { concat } from "./support.js"
 
 const evenChunks = FastCheck.array(FastCheck.uint8Array({ maxLength: 3000 }), { maxLength: 40 }).filter(
   (chunks) => chunks.reduce((n, c) => n + c.byteLength, 0) % 2 === 0

@@ -19,7 +19,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { Audio } from "../src/index.js"
-import { unevenChunks } from "./support.js"
+import { concat, unevenChunks } from "./support.js"
 
 const MP3 = new URL("fixtures/sine-1khz-44k1-stereo.mp3", import.meta.url)
 const OUT_RATE = 16_000
@@ -114,16 +114,6 @@ const wavFile = (
 }
 
 // ---- measurement ----
-
-const concat = (parts: ReadonlyArray<Uint8Array>) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
 
 const samplesOf = (bytes: Uint8Array): Int16Array => {
   expect(bytes.byteLength % 2).toBe(0)

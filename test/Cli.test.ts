@@ -14,7 +14,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { Audio, AvatarSimulator } from "../src/index.js"
-import { eventually } from "./support.js"
+import { concat, eventually } from "./support.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const SOURCE_BIN = join(ROOT, "src/bin/akool-avatar.ts")
@@ -64,16 +64,7 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string> = envWith(
 const converted = (path: string) =>
   Audio.fromFile(path).pipe(
     Stream.runCollect,
-    Effect.map((chunks) => {
-      const parts = Chunk.toReadonlyArray(chunks)
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-      let at = 0
-      for (const p of parts) {
-        out.set(p, at)
-        at += p.byteLength
-      }
-      return out
-    }),
+    Effect.map((chunks) => concat(Chunk.toReadonlyArray(chunks))),
     Effect.provide(NodeFileSystem.layer)
   )
 

@@ -14,7 +14,7 @@ import {
   StreamingAvatarClient,
   type StreamingAvatarClientOptions
 } from "../src/index.js"
-import { API_KEY, pcm, unevenChunks } from "./support.js"
+import { API_KEY, concat, pcm, unevenChunks } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 const AGORA = { agoraAppId: "app-id", agoraChannel: "channel-1", agoraToken: "agora-token", agoraUid: "42" }
@@ -52,16 +52,6 @@ const until = async <A>(read: () => Promise<A> | A, check: (a: A) => boolean): P
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
   throw new Error("condition not met within 5 s")
-}
-
-const concat = (parts: ReadonlyArray<Uint8Array>) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
 }
 
 const rejection = async (promise: Promise<unknown>): Promise<unknown> => {

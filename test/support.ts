@@ -104,3 +104,14 @@ export const recordingTracer = Effect.map(Effect.tracer, (base) => {
   })
   return { tracer, spans }
 })
+
+/** The bytes of `parts`, one after another. */
+export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
+}
