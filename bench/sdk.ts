@@ -33,10 +33,13 @@ export const sdkDriver = (port: number): Driver => {
       const session = await runtime.runPromise(
         AvatarClient.session({ avatarId: AVATAR_ID, pacing, params: { agora: AGORA } }).pipe(Scope.extend(scope))
       )
+      // the pacing is the session's option, chosen at open: one way to speak serves both
+      const speak = (frames: Iterable<Uint8Array>) =>
+        runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio))
       return {
         id: session.sessionId,
-        paced: (frames) => runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio)),
-        unpaced: (frames) => runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio)),
+        paced: speak,
+        unpaced: speak,
         close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
         unconfirmed: () => runtime.runPromise(Effect.map(session.info, (info) => info.audio.framesUnconfirmed))
       }
