@@ -47,15 +47,8 @@ export const target = (
     return { layer, simulator: Option.some(simulator), avatarId, params }
   })
 
-/** `seconds` of a tone as 16 kHz, 16-bit, mono PCM. */
-export const tone = (seconds: number, hz = 220): Uint8Array => {
-  const samples = Math.round(16_000 * seconds)
-  const bytes = new Uint8Array(samples * 2)
-  const view = new DataView(bytes.buffer)
-  for (let i = 0; i < samples; i++)
-    view.setInt16(i * 2, Math.round(Math.sin((2 * Math.PI * hz * i) / 16_000) * 6000), true)
-  return bytes
-}
+// the same tone the Promise examples use
+export { tone } from "./target.js"
 
 /** A failed check: the example exits with 1 and says why. */
 export const check = (ok: boolean, message: string): Effect.Effect<void> =>
