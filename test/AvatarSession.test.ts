@@ -5,7 +5,7 @@ import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type AvatarSession, AvatarSimulator } from "../src/index.js"
-import { agora, clientFor, eventually, expectOrderedSubset, fastRetry, pcm, unevenChunks } from "./support.js"
+import { agora, clientFor, drained, eventually, expectOrderedSubset, fastRetry, pcm, unevenChunks } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
@@ -419,8 +419,7 @@ describe("AvatarSession when the connection drops", () => {
       // the last params were applied again on the new connection
       expect(records[1]!.commands.map((c) => c.cmd)).toStrictEqual(["set-params"])
       // in order, no frame twice; only frames the server never confirmed may be missing
-      const received = yield* sim.audio(session.sessionId)
-      expectOrderedSubset(received, audio, info.audio.framesUnconfirmed)
+      expectOrderedSubset(yield* drained(sim, session), audio, info.audio.framesUnconfirmed)
       expect(info.audio.framesWritten).toBe(50)
     }).pipe(Effect.scoped)
   )

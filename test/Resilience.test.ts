@@ -7,11 +7,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type AvatarClient, type AvatarSession, AvatarSimulator } from "../src/index.js"
-import { agora, clientFor, eventually, expectOrderedSubset, fastRetry, pcm } from "./support.js"
+import { agora, clientFor, drained, eventually, expectOrderedSubset, fastRetry, pcm } from "./support.js"
 
 const AVATAR = AvatarSimulator.DEFAULT_AVATAR_ID
 
@@ -33,19 +32,6 @@ const speak = (session: AvatarSession.AvatarSession, seconds: number, seed = 1) 
     const audio = pcm(32_000 * seconds, seed)
     yield* Stream.run(Stream.make(audio), session.audio)
     return audio
-  })
-
-const drained = (
-  sim: AvatarSimulator.Service,
-  session: AvatarSession.AvatarSession
-): Effect.Effect<Uint8Array, Error, Scope.Scope> =>
-  Effect.gen(function* () {
-    const info = yield* session.info
-    // everything written, less what may have been lost with a dropped connection
-    return yield* eventually(
-      sim.audio(session.sessionId),
-      (a) => a.byteLength >= info.audio.bytesWritten - info.audio.framesUnconfirmed * 1280
-    )
   })
 
 describe("resilience: drops", () => {

@@ -7,7 +7,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as TestServices from "effect/TestServices"
 import * as Tracer from "effect/Tracer"
-import { AvatarClient, type AvatarConfig, type AvatarSimulator } from "../src/index.js"
+import { AvatarClient, type AvatarConfig, type AvatarSession, type AvatarSimulator } from "../src/index.js"
 
 export const API_KEY = "sk-test-VERY-SECRET-0123456789"
 
@@ -69,6 +69,24 @@ export const unevenChunks = (bytes: Uint8Array, seed = 7): Array<Uint8Array> => 
   }
   return chunks
 }
+
+/**
+ * What the simulator received for a session once it has caught up with the client: every byte
+ * written, less what a dropped connection may have lost (frames the server never confirmed).
+ * `session.audio` finishing means written to the socket, not yet arrived.
+ */
+export const drained = (
+  sim: AvatarSimulator.Service,
+  session: AvatarSession.AvatarSession
+): Effect.Effect<Uint8Array, Error, Scope.Scope> =>
+  Effect.gen(function* () {
+    const info = yield* session.info
+    // everything written, less what may have been lost with a dropped connection
+    return yield* eventually(
+      sim.audio(session.sessionId),
+      (a) => a.byteLength >= info.audio.bytesWritten - info.audio.framesUnconfirmed * 1280
+    )
+  })
 
 /** `received` is `sent` in 40 ms frames, in order, none twice, at most `missing` absent. */
 export const expectOrderedSubset = (received: Uint8Array, sent: Uint8Array, missing: number) => {
