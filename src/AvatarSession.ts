@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 import * as Socket from "@effect/platform/Socket"
-import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
@@ -17,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
@@ -347,6 +347,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       readonly connection: Connection.Connection
       readonly scope: Scope.CloseableScope
       readonly writtenBefore: number
+      /** Why the connection dropped, once it has. */
+      readonly dropped: () => Connection.DropError | undefined
     }
 
     let current: Live | undefined
@@ -537,6 +539,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         // not a child of the session scope: the session finalizer must still hold the connection
         // to flush and send leave_channel, and it closes this scope itself
         const scope = yield* Scope.make(ExecutionStrategy.sequential)
+        let dropped: Connection.DropError | undefined
+        let live: Live | undefined
         const connection = yield* Connection.make({
           instance,
           sessionId,
@@ -544,13 +548,17 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           messages: events,
           connectionTimeout: opts.connectionTimeout,
           mark: () => outbox.written,
-          onMessage: observe
+          onMessage: observe,
+          onDrop: (reason) => {
+            dropped = reason
+            if (live !== undefined && current === live) recover(live)
+          }
         }).pipe(
           Scope.extend(scope),
           Effect.provide(connectionContext),
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
-        const live: Live = { connection, scope, writtenBefore: outbox.written }
+        live = { connection, scope, writtenBefore: outbox.written, dropped: () => dropped }
         connecting = live
         yield* Heartbeat.start(connection, {
           interval: opts.heartbeatInterval,
@@ -654,7 +662,13 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         // frames that waited through a reconnect go out first, in order
         if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
         const instance = Discovery.label(connection.instance)
-        return setState(producers > 0 ? SessionState.Streaming({ instance }) : SessionState.Ready({ instance }))
+        return Effect.zipRight(
+          setState(producers > 0 ? SessionState.Streaming({ instance }) : SessionState.Ready({ instance })),
+          // a connection that dropped before it took over is recovered from at once
+          Effect.sync(() => {
+            if (live.dropped() !== undefined && current === live) recover(live)
+          })
+        )
       })
 
     // ------------------------------------------------------------------
@@ -831,17 +845,14 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         })
       })
 
-    /** Watches the connection in use; when it drops, reconnects and resumes, or ends the session. */
-    const supervise: Effect.Effect<void> = Effect.gen(function* () {
-      while (true) {
-        const live = current
-        if (live === undefined) return
-        const exit = yield* Effect.exit(Deferred.await(live.connection.closed))
-        if (closing || Exit.isSuccess(exit)) return
-        const dropped = Option.getOrElse(
-          Cause.failureOption(exit.cause),
-          (): Connection.DropError => new ConnectionError({ reason: "closed", message: "The connection ended" })
-        )
+    /**
+     * After the connection in use dropped: reconnects and resumes, or ends the session. Nothing
+     * waits for a drop: the connection reports it (`onDrop`) and `recover` starts this on a
+     * fiber of its own, so a session that is not recovering holds no fiber.
+     */
+    const recovery = (live: Live, dropped: Connection.DropError): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        if (closing || current !== live) return
         outbox.target = undefined
         frameClock.cancel(outbox)
         agoraConnected = false
@@ -865,8 +876,15 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         reconnects++
         AvatarMetrics.reconnects.unsafeUpdate(1, [])
         yield* activate(next.right)
-      }
-    })
+      })
+
+    /** The recovery running, if one is; closing the session interrupts it first. */
+    let recovering: Fiber.RuntimeFiber<void> | undefined
+    const recover = (live: Live) => {
+      const dropped = live.dropped()
+      if (closing || finished || dropped === undefined) return
+      recovering = Runtime.runFork(runtime, recovery(live, dropped))
+    }
 
     /**
      * Closes a connection's scope. What it wrote after the last pong or ack may not have
@@ -918,8 +936,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     counted = true
     AvatarMetrics.sessionsOpened.unsafeUpdate(1, [])
     AvatarMetrics.sessionsActive.unsafeUpdate(1, [])
-    // forked after the finalizer was added, so closing the scope stops it first
-    yield* Effect.forkScoped(supervise)
+    // added after the finalizer above, so it runs first: a recovery in progress stops before closing
+    yield* Effect.addFinalizer(() => Effect.suspend(() => (recovering ? Fiber.interrupt(recovering) : Effect.void)))
 
     if (options.params) yield* setParams(options.params)
 

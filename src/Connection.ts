@@ -98,6 +98,11 @@ export interface Options {
   readonly mark?: (() => number) | undefined
   /** Sees every decoded message as it arrives, synchronously, before it is published. */
   readonly onMessage?: ((message: Protocol.ServerMessage) => void) | undefined
+  /**
+   * Called once, synchronously, when the connection ends without being asked to (the moment
+   * `closed` fails): a caller can react to a drop without a fiber waiting for it.
+   */
+  readonly onDrop?: ((reason: DropError) => void) | undefined
 }
 
 const OPEN = 1
@@ -280,10 +285,14 @@ export const make = (
 
     // `connected` always fails here: a connection that ends before `websocket_connected`
     // never became usable, whoever closed it
+    let finished = false
     const finish = (dropped: DropError) => {
+      if (finished) return
+      finished = true
       failPending(dropped)
       Deferred.unsafeDone(closed, closing ? Effect.void : Effect.fail(dropped))
       Deferred.unsafeDone(connected, Effect.fail(dropped))
+      if (!closing) options.onDrop?.(dropped)
     }
 
     const onMessage = (data: string | Uint8Array) => {
