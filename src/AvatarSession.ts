@@ -560,10 +560,13 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         )
         live = { connection, scope, writtenBefore: outbox.written, dropped: () => dropped }
         connecting = live
-        yield* Heartbeat.start(connection, {
-          interval: opts.heartbeatInterval,
-          timeout: opts.heartbeatTimeout
-        }).pipe(Scope.extend(scope))
+        // the heartbeat runs on the client's shared clock, not on a fiber of this session
+        const beat = Heartbeat.make(
+          connection,
+          { interval: opts.heartbeatInterval, timeout: opts.heartbeatTimeout },
+          frameClock.now()
+        )
+        yield* Scope.addFinalizer(scope, Effect.sync(frameClock.addTimer(beat)))
         if (reapply && lastParams !== undefined) {
           yield* applyParams(connection, lastParams).pipe(
             Effect.onError((cause) =>

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
@@ -88,6 +89,28 @@ describe("AvatarSession on the TestClock", () => {
         const state = yield* eventually(SubscriptionRef.get(session.state), (s) => s._tag !== "Ready")
         expect(state).toMatchObject({ _tag: "Reconnecting", cause: { _tag: "ConnectionError", reason: "heartbeat" } })
       })
+  )
+
+  it.scoped("sessions of one client share its clock: a later session with a shorter interval pings on time", () =>
+    Effect.gen(function* () {
+      // an instance serves one session at a time
+      const sim = yield* AvatarSimulator.make({ instances: [{}, {}] })
+      const client = yield* clientFor(sim)
+      // the clock waits for the first session's ping, a minute away, when the second one opens
+      yield* client.session({ avatarId: AVATAR, heartbeatInterval: "60 seconds" })
+      yield* io()
+      // instance 0 is taken (4003): the next attempt, at once, goes to instance 1
+      yield* client.session({ avatarId: AVATAR, heartbeatInterval: "5 seconds", retry: Schedule.recurs(2) })
+      // the sessions' records: the first, the refused attempt, the second
+      const pings = sim.sessions.pipe(Effect.map((s) => s.filter((r) => r.open).map((r) => r.pings)))
+      for (const expected of [1, 2, 3]) {
+        yield* TestClock.adjust("5 seconds")
+        yield* eventually(pings, (p) => p[1] === expected)
+      }
+      expect((yield* pings)[0]).toBe(0)
+      yield* TestClock.adjust("45 seconds")
+      yield* eventually(pings, (p) => p[0] === 1 && p[1] === 12)
+    })
   )
 
   it.scoped("real-time pacing stays within lead of playback and keeps up with it", () =>

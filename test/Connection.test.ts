@@ -1,10 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
 import { WebSocketServer } from "ws"
-import { AvatarConfig, Connection, Protocol } from "../src/index.js"
-import { API_KEY } from "./support.js"
+import { AvatarConfig, AvatarSimulator, Connection, Heartbeat, Protocol } from "../src/index.js"
+import { API_KEY, eventually, io } from "./support.js"
 
 /**
  * A hand-written peer for what the simulator does not do on purpose: acknowledging
@@ -77,5 +79,49 @@ describe("Connection", () => {
       expect(peer.headers[0]!.api_key).toBe(API_KEY)
       expect(peer.headers[0]!.url).toBe("/streamingAvatar/ws/v1?session_id=session+one%2F%C3%A4&avatar_id=avatar%26id")
     }).pipe(Effect.scoped)
+  )
+
+  it.scoped("Heartbeat.start pings on the TestClock, reports round trips, and aborts on a missed pong", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const context = yield* Layer.build(connectionLayer)
+      const { host, port } = sim.instances[0]!
+      const connection = yield* Connection.make({
+        instance: { host, port, avatarId: "a", status: "available", healthy: true, scheme: "ws" },
+        sessionId: "beating",
+        avatarId: "a"
+      }).pipe(Effect.provide(context))
+      const roundTrips: Array<number> = []
+      yield* Heartbeat.start(connection, {
+        interval: "10 seconds",
+        timeout: "4 seconds",
+        onRoundTrip: (millis) => Effect.sync(() => roundTrips.push(millis))
+      })
+      const pings = sim.sessions.pipe(Effect.map((s) => s[0]!.pings))
+
+      yield* TestClock.adjust("9 seconds")
+      yield* io()
+      expect(yield* pings).toBe(0)
+      yield* TestClock.adjust("1 second")
+      yield* eventually(pings, (n) => n === 1)
+      yield* io(50) // the pong comes back over the socket, at test time 10 s
+      // the round trip is recorded when the heartbeat next wakes, at the next ping
+      yield* TestClock.adjust("10 seconds")
+      yield* eventually(pings, (n) => n === 2)
+      expect(roundTrips).toStrictEqual([0])
+
+      // the peer stops answering: 4 s after the third ping, with nothing heard, the connection ends
+      yield* io(50) // the second pong arrives first
+      yield* sim.setFaults(0, { noPong: true })
+      yield* TestClock.adjust("10 seconds")
+      yield* eventually(pings, (n) => n === 3)
+      yield* TestClock.adjust("3 seconds")
+      yield* io()
+      expect(connection.isOpen()).toBe(true)
+      yield* TestClock.adjust("1 second")
+      const dropped = yield* Effect.flip(Deferred.await(connection.closed))
+      expect(dropped).toMatchObject({ _tag: "ConnectionError", reason: "heartbeat" })
+      expect(roundTrips).toStrictEqual([0, 0])
+    })
   )
 })
