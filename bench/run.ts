@@ -22,7 +22,15 @@ import * as Path from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { concurrencyChart } from "./chart.js"
-import { type Client, median, percentile, type Scenario, type WorkerInput, type WorkerOutput } from "./shared.js"
+import {
+  type Client,
+  median,
+  percentile,
+  type Scenario,
+  type SdkWay,
+  type WorkerInput,
+  type WorkerOutput
+} from "./shared.js"
 
 const HERE = Path.dirname(fileURLToPath(import.meta.url))
 const ROOT = Path.dirname(HERE)
@@ -36,6 +44,8 @@ const option = (name: string) => {
 
 const tiny = flag("tiny")
 const plan = {
+  /** `--sink`: the SDK streams through `Stream.run(speech, session.audio)` instead of `session.speak`. */
+  sdkWay: (flag("sink") ? "sink" : "speak") as SdkWay,
   reps: Number(option("reps") ?? (tiny ? 1 : 3)),
   throughputFrames: tiny ? 200 : 15_000,
   sizes: (option("sizes") ?? (tiny ? "3,6" : "250,500,1000")).split(",").map(Number),
@@ -278,7 +288,7 @@ const main = async () => {
         const chosen = cell.clients.filter((c) => onlyClients === undefined || onlyClients.includes(c))
         const order = rep % 2 === 0 ? chosen : [...chosen].reverse()
         for (const client of order) {
-          const figures = await measure(server, { ...cell.input, client, port: server.port })
+          const figures = await measure(server, { ...cell.input, client, port: server.port, sdkWay: plan.sdkWay })
           const bucket = results[cell.label] ?? {}
           results[cell.label] = bucket
           bucket[client] = [...(bucket[client] ?? []), figures]

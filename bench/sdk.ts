@@ -13,9 +13,9 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { AvatarClient } from "../src/index.js"
-import { AGORA, API_KEY, AVATAR_ID, type Driver, HEARTBEAT_MS } from "./shared.js"
+import { AGORA, API_KEY, AVATAR_ID, type Driver, HEARTBEAT_MS, type SdkWay } from "./shared.js"
 
-export const sdkDriver = (port: number): Driver => {
+export const sdkDriver = (port: number, way: SdkWay): Driver => {
   const runtime = ManagedRuntime.make(
     AvatarClient.layerNode({
       apiKey: Redacted.make(API_KEY),
@@ -33,9 +33,15 @@ export const sdkDriver = (port: number): Driver => {
       const session = await runtime.runPromise(
         AvatarClient.session({ avatarId: AVATAR_ID, pacing, params: { agora: AGORA } }).pipe(Scope.extend(scope))
       )
-      // the pacing is the session's option, chosen at open: one way to speak serves both
+      // the pacing is the session's option, chosen at open: one way to speak serves both.
+      // `session.speak` is what the README recommends for many sessions; `--sink` measures the
+      // composable way, Stream.run into the session's sink
       const speak = (frames: Iterable<Uint8Array>) =>
-        runtime.runPromise(Stream.run(Stream.fromIterable(frames), session.audio))
+        runtime.runPromise(
+          way === "speak"
+            ? session.speak(Stream.fromIterable(frames))
+            : Stream.run(Stream.fromIterable(frames), session.audio)
+        )
       return {
         id: session.sessionId,
         paced: speak,

@@ -51,7 +51,11 @@ export interface WorkerInput {
   readonly seconds?: number
   readonly sessions?: number
   readonly drops?: number
+  /** How the SDK client streams: `session.speak` (the default) or `Stream.run` into `session.audio`. */
+  readonly sdkWay?: SdkWay
 }
+
+export type SdkWay = "speak" | "sink"
 
 /** What a worker measured on the client side; the orchestrator adds the server's view. */
 export interface WorkerOutput {

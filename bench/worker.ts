@@ -219,7 +219,7 @@ const memoryScenario = async (driver: Driver): Promise<WorkerOutput> => {
 
 const scenarios = { throughput, concurrency, ready, recovery, memory: memoryScenario }
 
-const driver = input.client === "sdk" ? sdkDriver(input.port) : baselineDriver(input.port)
+const driver = input.client === "sdk" ? sdkDriver(input.port, input.sdkWay ?? "speak") : baselineDriver(input.port)
 const output = await scenarios[input.scenario](driver)
 await driver.dispose()
 writeFileSync(resultFile, JSON.stringify(output))

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
@@ -9,26 +10,40 @@ import { agora, clientFor, drained, eventually, expectOrderedSubset, fastRetry, 
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
+/** The two ways to stream an utterance, which must behave the same. */
+const ways = [
+  [
+    "Stream.run into session.audio",
+    <E>(session: AvatarSession.AvatarSession, speech: Stream.Stream<Uint8Array, E>) => Stream.run(speech, session.audio)
+  ],
+  [
+    "session.speak",
+    <E>(session: AvatarSession.AvatarSession, speech: Stream.Stream<Uint8Array, E>) => session.speak(speech)
+  ]
+] as const
+
 describe("AvatarSession", () => {
-  it.live("10 s of audio in uneven chunks arrives byte for byte and in order", () =>
-    Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
-      const client = yield* clientFor(sim)
-      const audio = pcm(32_000 * 10)
-      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
-      yield* session.setParams({ agora })
-      yield* Stream.run(Stream.fromIterable(unevenChunks(audio)), session.audio)
-      const info = yield* session.info
-      expect(info.audio).toMatchObject({ framesAccepted: 250, framesWritten: 250, framesDropped: 0, framesQueued: 0 })
-      const received = yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === audio.byteLength)
-      expect(received).toStrictEqual(audio)
-      const [record] = yield* sim.sessions
-      // every frame is 40 ms of whole samples, each in its own chat message with its own id
-      expect(record!.frames.every((f) => f.bytes.byteLength === 1280)).toBe(true)
-      expect(new Set(record!.mids).size).toBe(record!.mids.length)
-      expect(record!.invalid).toBe(0)
-    }).pipe(Effect.scoped)
-  )
+  for (const [way, say] of ways) {
+    it.live(`10 s of audio in uneven chunks arrives byte for byte and in order (${way})`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        const audio = pcm(32_000 * 10)
+        const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+        yield* session.setParams({ agora })
+        yield* say(session, Stream.fromIterable(unevenChunks(audio)))
+        const info = yield* session.info
+        expect(info.audio).toMatchObject({ framesAccepted: 250, framesWritten: 250, framesDropped: 0, framesQueued: 0 })
+        const received = yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === audio.byteLength)
+        expect(received).toStrictEqual(audio)
+        const [record] = yield* sim.sessions
+        // every frame is 40 ms of whole samples, each in its own chat message with its own id
+        expect(record!.frames.every((f) => f.bytes.byteLength === 1280)).toBe(true)
+        expect(new Set(record!.mids).size).toBe(record!.mids.length)
+        expect(record!.invalid).toBe(0)
+      }).pipe(Effect.scoped)
+    )
+  }
 
   it.live("the session goes Connecting, Ready, Streaming, Ready, Closed", () =>
     Effect.gen(function* () {
@@ -176,62 +191,99 @@ describe("AvatarSession", () => {
     }).pipe(Effect.scoped)
   )
 
-  it.live("interrupt drops queued frames, ends the utterance early and awaits its ack", () =>
+  for (const [way, say] of ways) {
+    it.live(`interrupt drops queued frames, ends the utterance early and awaits its ack (${way})`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis", outboxCapacity: 500 })
+        const audio = pcm(32_000 * 10)
+        const speaking = yield* Effect.fork(say(session, Stream.fromIterable(unevenChunks(audio))))
+        yield* eventually(session.info, (i) => i.audio.framesWritten >= 5)
+        yield* session.interrupt
+        // the utterance ends (successfully) instead of playing on
+        yield* Fiber.join(speaking)
+        const info = yield* session.info
+        expect(info.audio.framesQueued).toBe(0)
+        expect(info.audio.framesDropped).toBeGreaterThan(200)
+        expect(info.audio.framesWritten + info.audio.framesDropped).toBe(info.audio.framesAccepted)
+        const [record] = yield* sim.sessions
+        expect(record!.commands.map((c) => c.cmd)).toContain("interrupt")
+        // what arrived is exactly the written prefix of the speech
+        const received = yield* eventually(
+          sim.audio(session.sessionId),
+          (a) => a.byteLength === info.audio.bytesWritten
+        )
+        expect(received).toStrictEqual(audio.subarray(0, info.audio.bytesWritten))
+        // the next utterance plays normally
+        yield* session.sendAudio(pcm(3200, 9))
+        expect((yield* session.info).audio.framesWritten).toBe(info.audio.framesWritten + 3)
+      }).pipe(Effect.scoped)
+    )
+  }
+
+  for (const [way, say] of ways) {
+    it.live(
+      `a stream ending in the middle of a sample sends every whole sample and names the stray byte (${way})`,
+      () =>
+        Effect.gen(function* () {
+          const sim = yield* AvatarSimulator.make()
+          const client = yield* clientFor(sim)
+          const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+          const audio = pcm(3001)
+          const error = yield* Effect.flip(say(session, Stream.fromIterable(unevenChunks(audio, 3))))
+          expect(error).toMatchObject({ _tag: "AudioStreamError", reason: "odd-length" })
+          expect(error.message).toContain("offset 3000")
+          expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 3000)).toStrictEqual(
+            audio.subarray(0, 3000)
+          )
+        }).pipe(Effect.scoped)
+    )
+  }
+
+  for (const [way, say] of ways) {
+    it.live(`empty chunks and one-byte chunks change nothing (${way})`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+        const audio = pcm(2_000)
+        const chunks = [
+          new Uint8Array(0),
+          audio.subarray(0, 1),
+          new Uint8Array(0),
+          audio.subarray(1, 3),
+          audio.subarray(3)
+        ]
+        yield* say(session, Stream.fromIterable([...chunks, new Uint8Array(0)]))
+        expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 2_000)).toStrictEqual(audio)
+      }).pipe(Effect.scoped)
+    )
+  }
+
+  it.live("session.speak fails with the stream's own error, and an interrupt releases the stream", () =>
     Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
+      const sim = yield* AvatarSimulator.make({ instances: [{}, {}] })
       const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis", outboxCapacity: 500 })
-      const audio = pcm(32_000 * 10)
-      const speaking = yield* Effect.fork(Stream.run(Stream.fromIterable(unevenChunks(audio)), session.audio))
-      yield* eventually(session.info, (i) => i.audio.framesWritten >= 5)
-      yield* session.interrupt
-      // the utterance ends (successfully) instead of playing on
+      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      class TtsError extends Data.TaggedError("TtsError")<{ readonly at: number }> {}
+      const audio = pcm(6_400)
+      const failing = Stream.concat(Stream.make(audio), Stream.fail(new TtsError({ at: 6_400 })))
+      const error = yield* Effect.flip(session.speak(failing))
+      expect(error).toStrictEqual(new TtsError({ at: 6_400 }))
+      // what came before the failure went out
+      expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 6_400)).toStrictEqual(audio)
+
+      // an endless stream, ended by an interrupt: speak completes and the stream's finalizer ran
+      let released = false
+      const endless = Stream.repeatValue(pcm(1_280, 3)).pipe(Stream.ensuring(Effect.sync(() => (released = true))))
+      const slow = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+      const speaking = yield* Effect.fork(slow.speak(endless))
+      yield* eventually(slow.info, (i) => i.audio.framesWritten >= 5)
+      yield* slow.interrupt
       yield* Fiber.join(speaking)
-      const info = yield* session.info
-      expect(info.audio.framesQueued).toBe(0)
-      expect(info.audio.framesDropped).toBeGreaterThan(200)
-      expect(info.audio.framesWritten + info.audio.framesDropped).toBe(info.audio.framesAccepted)
-      const [record] = yield* sim.sessions
-      expect(record!.commands.map((c) => c.cmd)).toContain("interrupt")
-      // what arrived is exactly the written prefix of the speech
-      const received = yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === info.audio.bytesWritten)
-      expect(received).toStrictEqual(audio.subarray(0, info.audio.bytesWritten))
-      // the next utterance plays normally
-      yield* session.sendAudio(pcm(3200, 9))
-      expect((yield* session.info).audio.framesWritten).toBe(info.audio.framesWritten + 3)
-    }).pipe(Effect.scoped)
-  )
-
-  it.live("a stream ending in the middle of a sample sends every whole sample and names the stray byte", () =>
-    Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
-      const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
-      const audio = pcm(3001)
-      const error = yield* Effect.flip(Stream.run(Stream.fromIterable(unevenChunks(audio, 3)), session.audio))
-      expect(error).toMatchObject({ _tag: "AudioStreamError", reason: "odd-length" })
-      expect(error.message).toContain("offset 3000")
-      expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 3000)).toStrictEqual(
-        audio.subarray(0, 3000)
-      )
-    }).pipe(Effect.scoped)
-  )
-
-  it.live("empty chunks and one-byte chunks change nothing", () =>
-    Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
-      const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
-      const audio = pcm(2_000)
-      const chunks = [
-        new Uint8Array(0),
-        audio.subarray(0, 1),
-        new Uint8Array(0),
-        audio.subarray(1, 3),
-        audio.subarray(3)
-      ]
-      yield* Stream.run(Stream.fromIterable([...chunks, new Uint8Array(0)]), session.audio)
-      expect(yield* eventually(sim.audio(session.sessionId), (a) => a.byteLength === 2_000)).toStrictEqual(audio)
+      expect(released).toBe(true)
+      expect((yield* SubscriptionRef.get(slow.state))._tag).toBe("Ready")
     }).pipe(Effect.scoped)
   )
 
