@@ -441,10 +441,7 @@ export class StreamingAvatarClient implements AsyncDisposable {
       })
     }
     return this.#run(
-      Stream.run(
-        Stream.mapEffect(source, (chunk) => checkChunk(chunk, "sendAudioStream")),
-        session.audio
-      ),
+      session.speak(Stream.mapEffect(source, (chunk) => checkChunk(chunk, "sendAudioStream"))),
       call?.signal
     )
   }

@@ -119,9 +119,11 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
       pumpWriters(at)
       if (active.size === 0) return waitForWake(at)
       // after an idle spell, or a tick that overran, the rate restarts from now; a real sleep
-      // of at least 1 ms every time lets I/O in even when ticks overrun
+      // of at least 1 ms every time lets I/O in even when ticks overrun. While it ticks, timers
+      // fire on the tick after they fall due (a heartbeat a few milliseconds late is harmless;
+      // a wake of its own for each one is not, with a thousand sessions)
       due = Math.max(due + tickMs, at + 1)
-      return Effect.sleep(Duration.millis(Math.max(Math.min(due, nextTimerAt), at + 1) - at))
+      return Effect.sleep(Duration.millis(due - at))
     })
     yield* Effect.forkScoped(Effect.forever(step))
 
