@@ -346,7 +346,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       highWaterBytes: opts.highWaterBytes,
       stallMs: opts.stallMs,
       // about a second of audio: what a drop can leave in doubt
-      confirmEvery: Math.max(1, Math.round(1000 / opts.frameMs))
+      confirmEvery: Math.max(1, Math.round(1000 / opts.frameMs)),
+      gridMs: opts.frameMs
     })
     const frameBytes = Audio.frameBytes(opts.frameMs)
 
@@ -923,9 +924,11 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     /** The recovery running, if one is; closing the session interrupts it first. */
     let recovering: Fiber.RuntimeFiber<void> | undefined
+    /** Set as the session's scope starts closing: a drop from then on is not recovered from. */
+    let ending = false
     const recover = (live: Live) => {
       const dropped = live.dropped()
-      if (closing || finished || dropped === undefined) return
+      if (ending || closing || finished || dropped === undefined) return
       recovering = Runtime.runFork(runtime, recovery(live, dropped))
     }
 
@@ -980,7 +983,12 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     AvatarMetrics.sessionsOpened.unsafeUpdate(1, [])
     AvatarMetrics.sessionsActive.unsafeUpdate(1, [])
     // added after the finalizer above, so it runs first: a recovery in progress stops before closing
-    yield* Effect.addFinalizer(() => Effect.suspend(() => (recovering ? Fiber.interrupt(recovering) : Effect.void)))
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        ending = true
+        return recovering ? Fiber.interrupt(recovering) : Effect.void
+      })
+    )
 
     if (options.params) yield* setParams(options.params)
 

@@ -64,8 +64,6 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
     const now = () => clock.unsafeCurrentTimeMillis()
 
     const tickMs = Duration.toMillis(tick)
-    /** When the next tick is due: ticks keep a fixed rate, the time a tick's work took is not added to it. */
-    let due = 0
 
     const fireTimers = (at: number) => {
       if (at < nextTimerAt) return
@@ -118,11 +116,12 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
       fireTimers(at)
       pumpWriters(at)
       if (active.size === 0) return waitForWake(at)
-      // after an idle spell, or a tick that overran, the rate restarts from now; a real sleep
-      // of at least 1 ms every time lets I/O in even when ticks overrun. While it ticks, timers
-      // fire on the tick after they fall due (a heartbeat a few milliseconds late is harmless;
-      // a wake of its own for each one is not, with a thousand sessions)
-      due = Math.max(due + tickMs, at + 1)
+      // ticks fall on multiples of the tick in clock time (a tick that overran skips to the next
+      // one), so the real-time writers' grid points, multiples of the frame duration, are always
+      // ticks; each sleep is a real timer, which lets I/O in between ticks. While it ticks,
+      // timers fire on the tick after they fall due (a heartbeat a few milliseconds late is
+      // harmless; a wake of its own for each one is not, with a thousand sessions)
+      const due = (Math.floor(at / tickMs) + 1) * tickMs
       return Effect.sleep(Duration.millis(due - at))
     })
     yield* Effect.forkScoped(Effect.forever(step))

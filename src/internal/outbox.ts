@@ -29,6 +29,11 @@ export interface OutboxOptions {
   readonly stallMs: number
   /** Frames written between two confirmation requests. */
   readonly confirmEvery: number
+  /**
+   * Real-time frames leave on this grid of the clock (the frame duration): every session of a
+   * client writes on the same ticks, one batch per frame period.
+   */
+  readonly gridMs: number
 }
 
 /**
@@ -114,8 +119,13 @@ export class Outbox {
       this.reportDepth()
       return this.size > 0
     }
-    const { capacity, leadMs, highWaterBytes } = this.options
+    const { capacity, leadMs, highWaterBytes, gridMs } = this.options
     const realtime = this.options.pacing === "realtime"
+    // Real-time frames leave on a grid of the clock (the frame duration) that every session of
+    // the client shares: pacing sees the time as of the last grid point, so a frame due between
+    // two points leaves on the next one, and all real-time sessions write in one batch per frame
+    // period. (Four smaller batches, one per 10 ms tick, cost about 8 % more CPU at 1,000 sessions.)
+    const paceNow = realtime ? Math.floor(now / gridMs) * gridMs : now
     const socket = target.socket
     let sent = 0
     let bytes = 0
@@ -133,9 +143,10 @@ export class Outbox {
       const frame = this.ring[this.head]!
       const duration = frame.byteLength / BYTES_PER_MS
       if (realtime) {
-        const ahead = this.playheadEnd - now
+        const ahead = this.playheadEnd - paceNow
         if (ahead > 0 && ahead + duration > leadMs) {
-          this.nextPumpAt = this.playheadEnd + duration - leadMs
+          // it may leave once it is no more than `lead` ahead of playback, at a grid point
+          this.nextPumpAt = Math.ceil((this.playheadEnd + duration - leadMs) / gridMs) * gridMs
           break
         }
         this.playheadEnd = Math.max(this.playheadEnd, now) + duration
