@@ -276,7 +276,13 @@ describe("AvatarSession", () => {
 
       // an endless stream, ended by an interrupt: speak completes and the stream's finalizer ran
       let released = false
-      const endless = Stream.repeatValue(pcm(1_280, 3)).pipe(Stream.ensuring(Effect.sync(() => (released = true))))
+      const endless = Stream.repeatValue(pcm(1_280, 3)).pipe(
+        Stream.ensuring(
+          Effect.sync(() => {
+            released = true
+          })
+        )
+      )
       const slow = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
       const speaking = yield* Effect.fork(slow.speak(endless))
       yield* eventually(slow.info, (i) => i.audio.framesWritten >= 5)
