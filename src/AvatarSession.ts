@@ -658,7 +658,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         const connection = live.connection
         outbox.target = {
           socket: connection.socket,
-          ids: connection.ids,
+          sendChat: connection.unsafeSendChat,
           isOpen: connection.isOpen,
           requestConfirmation: connection.unsafePing,
           onStall: (bufferedBytes) =>

@@ -23,6 +23,7 @@ import { AvatarConfig } from "./AvatarConfig.js"
 import { AuthenticationError, CommandError, ConnectionError, ServerError } from "./AvatarError.js"
 import * as AvatarMetrics from "./AvatarMetrics.js"
 import * as Discovery from "./Discovery.js"
+import { encodeChatBuffer, toBase64 } from "./internal/base64.js"
 import * as Protocol from "./Protocol.js"
 
 /**
@@ -75,6 +76,11 @@ export interface Connection {
    * heartbeat checks the peer with it). `answered` is called with the time its pong arrived.
    */
   readonly unsafePing: (answered?: (at: number) => void) => void
+  /**
+   * Sends one `chat` message carrying `frame`, synchronously, with the next message id: the
+   * data plane's only call per frame. On Node's `ws` the message is built as one Buffer.
+   */
+  readonly unsafeSendChat: (frame: Uint8Array) => void
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>
   /** The same, for the synchronous data plane (a stalled peer). */
@@ -106,6 +112,9 @@ export interface Options {
 }
 
 const OPEN = 1
+
+/** `ws` send options for a text frame whose payload is already bytes. */
+const TEXT = { binary: false } as const
 
 const unexpectedStatus = /Unexpected server response: (\d{3})/
 
@@ -382,6 +391,11 @@ export const make = (
       socket.send(Protocol.encodePing(ids.next()))
     }
 
+    const unsafeSendChat =
+      socket instanceof NodeWebSocket
+        ? (frame: Uint8Array) => socket.send(encodeChatBuffer(ids.next(), frame), TEXT)
+        : (frame: Uint8Array) => socket.send(Protocol.encodeChat(ids.next(), toBase64(frame)))
+
     const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
       Effect.gen(function* () {
         const command = Protocol.commandName(message) ?? message.type
@@ -478,6 +492,7 @@ export const make = (
       inbound: () => inbound,
       confirmed: () => confirmed,
       unsafePing,
+      unsafeSendChat,
       closed,
       abort,
       unsafeAbort,

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
 import { Protocol } from "../src/index.js"
+import { encodeChatBuffer } from "../src/internal/base64.js"
 
 const decodeClient = Schema.decodeUnknownSync(Schema.parseJson(Protocol.ClientMessage))
 
@@ -25,6 +26,11 @@ describe("Protocol", () => {
       const viaSchema = Protocol.encodeClientMessage({ v: 2, type: "chat", mid, pld: { audio } })
       expect(JSON.parse(fast)).toStrictEqual(JSON.parse(viaSchema))
       expect(decodeClient(fast)).toStrictEqual({ v: 2, type: "chat", mid, pld: { audio } })
+      // Node's writer builds the same message as bytes, from a view into a larger buffer
+      const backing = new Uint8Array(bytes.byteLength + 7)
+      backing.set(bytes, 3)
+      const view = backing.subarray(3, 3 + bytes.byteLength)
+      expect(encodeChatBuffer(mid, view).toString("latin1")).toBe(fast)
     }
   )
 

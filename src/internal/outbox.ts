@@ -3,15 +3,14 @@ import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type { AudioStreamError } from "../AvatarError.js"
 import * as AvatarMetrics from "../AvatarMetrics.js"
-import * as Protocol from "../Protocol.js"
-import { toBase64 } from "./base64.js"
 
 const BYTES_PER_MS = 32
 
 /** Where frames go: the live connection's socket and its message ids. */
 export interface Target {
-  readonly socket: { readonly bufferedAmount: number; send(data: string): void }
-  readonly ids: Protocol.MessageIds
+  readonly socket: { readonly bufferedAmount: number }
+  /** Sends one frame as a `chat` message with the next message id. */
+  readonly sendChat: (frame: Uint8Array) => void
   readonly isOpen: () => boolean
   /** Called when unsent bytes stayed above the high-water mark for `stallMs`: the peer stopped reading. */
   readonly onStall: (bufferedBytes: number) => void
@@ -151,7 +150,7 @@ export class Outbox {
         }
         this.playheadEnd = Math.max(this.playheadEnd, now) + duration
       }
-      socket.send(Protocol.encodeChat(target.ids.next(), toBase64(frame)))
+      target.sendChat(frame)
       this.ring[this.head] = undefined
       this.head = (this.head + 1) % capacity
       this.size--
