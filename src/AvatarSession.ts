@@ -575,7 +575,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           { interval: opts.heartbeatInterval, timeout: opts.heartbeatTimeout },
           frameClock.now()
         )
-        yield* Scope.addFinalizer(scope, Effect.sync(frameClock.addTimer(beat)))
+        const removeBeat = frameClock.addTimer(beat)
+        yield* Scope.addFinalizer(scope, Effect.sync(removeBeat))
         if (reapply && lastParams !== undefined) {
           yield* applyParams(connection, lastParams).pipe(
             Effect.onError((cause) =>
