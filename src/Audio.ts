@@ -539,14 +539,14 @@ export const probeFile = (
     const fs = yield* FileSystem.FileSystem
     const size = Number((yield* fs.stat(path)).size)
     const first = yield* Stream.runCollect(fs.stream(path, { bytesToRead: FileSystem.Size(PROBE_BYTES) }))
-    let head = concatBytes(Chunk.toReadonlyArray(first))
+    let head = Pcm.concatBytes(Chunk.toReadonlyArray(first))
     const id3 = Mpeg.id3Size(head)
     if (id3 + 16 * 1024 > head.byteLength && size > head.byteLength) {
       // a large ID3 tag (cover art): read past it
       const more = yield* Stream.runCollect(
         fs.stream(path, { offset: FileSystem.Size(id3), bytesToRead: FileSystem.Size(PROBE_BYTES) })
       )
-      const rest = concatBytes(Chunk.toReadonlyArray(more))
+      const rest = Pcm.concatBytes(Chunk.toReadonlyArray(more))
       const joined = new Uint8Array(id3 + rest.byteLength)
       joined.set(head.subarray(0, Math.min(id3, head.byteLength)), 0)
       joined.set(rest, id3)
@@ -554,16 +554,6 @@ export const probeFile = (
     }
     return yield* Decode.probe(head, size, path, options.format ?? "auto")
   }).pipe(Effect.withSpan("Audio.probeFile", { attributes: { path } }))
-
-const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
 
 /**
  * A WAV or MP3 file as 16 kHz mono s16le, read and decoded in chunks (64 KiB at a time),

@@ -123,13 +123,5 @@ export const recordingTracer = Effect.map(Effect.tracer, (base) => {
   return { tracer, spans }
 })
 
-/** The bytes of `parts`, one after another. */
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
+/** The bytes of `parts`, one after another (the SDK's own helper). */
+export { concatBytes as concat } from "../src/internal/pcm.js"

@@ -215,6 +215,17 @@ export class Resampler {
   }
 }
 
+/** The bytes of `parts`, one after another, in a new array. */
+export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
+}
+
 export const concatFloats = (parts: ReadonlyArray<Float32Array>): Float32Array => {
   if (parts.length === 1) return parts[0]!
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
