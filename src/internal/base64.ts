@@ -18,7 +18,7 @@ const CHAT_TAIL = '"}}'
  * way out: flattening the concatenation and a UTF-8 encode of it. Node only.
  */
 export const encodeChatBuffer = (mid: string, frame: Uint8Array): Buffer => {
-  const audio = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString("base64")
+  const audio = toBase64(frame)
   const buffer = Buffer.allocUnsafe(CHAT_HEAD.length + mid.length + CHAT_MID.length + audio.length + CHAT_TAIL.length)
   // every part is ASCII: latin1 copies it byte for byte
   let at = buffer.write(CHAT_HEAD, 0, "latin1")
