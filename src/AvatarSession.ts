@@ -356,8 +356,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       readonly connection: Connection.Connection
       readonly scope: Scope.CloseableScope
       readonly writtenBefore: number
-      /** Why the connection dropped, once it has. */
-      readonly dropped: () => Connection.DropError | undefined
     }
 
     let current: Live | undefined
@@ -548,7 +546,6 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         // not a child of the session scope: the session finalizer must still hold the connection
         // to flush and send leave_channel, and it closes this scope itself
         const scope = yield* Scope.make(ExecutionStrategy.sequential)
-        let dropped: Connection.DropError | undefined
         let live: Live | undefined
         const connection = yield* Connection.make({
           instance,
@@ -558,8 +555,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           connectionTimeout: opts.connectionTimeout,
           mark: () => outbox.written,
           onMessage: observe,
-          onDrop: (reason) => {
-            dropped = reason
+          onDrop: () => {
             if (live !== undefined && current === live) recover(live)
           }
         }).pipe(
@@ -567,7 +563,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           Effect.provide(connectionContext),
           Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
         )
-        live = { connection, scope, writtenBefore: outbox.written, dropped: () => dropped }
+        live = { connection, scope, writtenBefore: outbox.written }
         connecting = live
         // the heartbeat runs on the client's shared clock, not on a fiber of this session
         const beat = Heartbeat.make(
@@ -679,7 +675,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           setState(producers > 0 ? SessionState.Streaming({ instance }) : SessionState.Ready({ instance })),
           // a connection that dropped before it took over is recovered from at once
           Effect.sync(() => {
-            if (live.dropped() !== undefined && current === live) recover(live)
+            if (connection.dropped() !== undefined && current === live) recover(live)
           })
         )
       })
@@ -928,7 +924,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
     /** Set as the session's scope starts closing: a drop from then on is not recovered from. */
     let ending = false
     const recover = (live: Live) => {
-      const dropped = live.dropped()
+      const dropped = live.connection.dropped()
       if (ending || closing || finished || dropped === undefined) return
       recovering = Runtime.runFork(runtime, recovery(live, dropped))
     }

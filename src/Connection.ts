@@ -65,6 +65,8 @@ export interface Connection {
    * the reason otherwise.
    */
   readonly closed: Deferred.Deferred<void, DropError>
+  /** Why the connection dropped, once it has; `undefined` while it is open or after a requested close. */
+  readonly dropped: () => DropError | undefined
   /**
    * The highest `mark` that the server confirmed. Every ping and command carries the mark
    * taken when it was sent (the count of audio frames written so far); the server answers
@@ -295,13 +297,17 @@ export const make = (
     // `connected` always fails here: a connection that ends before `websocket_connected`
     // never became usable, whoever closed it
     let finished = false
+    let dropReason: DropError | undefined
     const finish = (dropped: DropError) => {
       if (finished) return
       finished = true
       failPending(dropped)
       Deferred.unsafeDone(closed, closing ? Effect.void : Effect.fail(dropped))
       Deferred.unsafeDone(connected, Effect.fail(dropped))
-      if (!closing) options.onDrop?.(dropped)
+      if (!closing) {
+        dropReason = dropped
+        options.onDrop?.(dropped)
+      }
     }
 
     const onMessage = (data: string | Uint8Array) => {
@@ -494,6 +500,7 @@ export const make = (
       unsafePing,
       unsafeSendChat,
       closed,
+      dropped: () => dropReason,
       abort,
       unsafeAbort,
       close
