@@ -818,35 +818,34 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       })
     )
 
-    /** The pull loop of `speak`: no channel executors beyond the one that `toPull` runs the stream on. */
-    const speak = <E, R>(speech: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, AudioStreamError | E, R> =>
+    /** One utterance outside a sink: the session streams while it runs. */
+    const utterance = <E, R>(body: (s: SinkState) => Effect.Effect<void, E, R>): Effect.Effect<void, E, R> =>
       Effect.acquireUseRelease(
         beginProducing,
-        () =>
-          Effect.scoped(
-            Effect.flatMap(Stream.toPull(speech), (pull) => {
-              const s = newUtterance()
-              const loop: Effect.Effect<void, AudioStreamError | E, R> = Effect.matchEffect(pull, {
-                // the stream's end (None), or its own failure
-                onFailure: (end): Effect.Effect<void, AudioStreamError | E> =>
-                  Option.isNone(end) ? finishUtterance(s) : Effect.fail(end.value),
-                onSuccess: (chunk) => Effect.flatMap(offerChunk(s, chunk), (more) => (more ? loop : Effect.void))
-              })
-              return loop
-            })
-          ),
+        () => Effect.suspend(() => body(newUtterance())),
         () => endProducing
       )
 
+    /** The pull loop of `speak`: no channel executors beyond the one that `toPull` runs the stream on. */
+    const speak = <E, R>(speech: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, AudioStreamError | E, R> =>
+      utterance((s) =>
+        Effect.scoped(
+          Effect.flatMap(Stream.toPull(speech), (pull) => {
+            const loop: Effect.Effect<void, AudioStreamError | E, R> = Effect.matchEffect(pull, {
+              // the stream's end (None), or its own failure
+              onFailure: (end): Effect.Effect<void, AudioStreamError | E> =>
+                Option.isNone(end) ? finishUtterance(s) : Effect.fail(end.value),
+              onSuccess: (chunk) => Effect.flatMap(offerChunk(s, chunk), (more) => (more ? loop : Effect.void))
+            })
+            return loop
+          })
+        )
+      )
+
+    /** One buffer as a whole utterance, without building a stream for it. */
     const sendAudio = (bytes: Uint8Array): Effect.Effect<void, AudioStreamError> =>
-      Effect.acquireUseRelease(
-        beginProducing,
-        () =>
-          Effect.suspend(() => {
-            const s = newUtterance()
-            return Effect.flatMap(offerChunk(s, Chunk.of(bytes)), (more) => (more ? finishUtterance(s) : Effect.void))
-          }),
-        () => endProducing
+      utterance((s) =>
+        Effect.flatMap(offerChunk(s, Chunk.of(bytes)), (more) => (more ? finishUtterance(s) : Effect.void))
       )
 
     // ------------------------------------------------------------------
