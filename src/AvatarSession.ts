@@ -886,13 +886,19 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
       })
 
     /**
+     * Set as the session's scope starts closing, before anything else its finalizers do (so
+     * before `closing`): a drop from then on is not recovered from.
+     */
+    let ending = false
+
+    /**
      * After the connection in use dropped: reconnects and resumes, or ends the session. Nothing
      * waits for a drop: the connection reports it (`onDrop`) and `recover` starts this on a
      * fiber of its own, so a session that is not recovering holds no fiber.
      */
     const recovery = (live: Live, dropped: Connection.DropError): Effect.Effect<void> =>
       Effect.gen(function* () {
-        if (closing || current !== live) return
+        if (ending || current !== live) return
         outbox.target = undefined
         frameClock.cancel(outbox)
         agoraConnected = false
@@ -920,11 +926,9 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
 
     /** The recovery running, if one is; closing the session interrupts it first. */
     let recovering: Fiber.RuntimeFiber<void> | undefined
-    /** Set as the session's scope starts closing: a drop from then on is not recovered from. */
-    let ending = false
     const recover = (live: Live) => {
       const dropped = live.connection.dropped()
-      if (ending || closing || finished || dropped === undefined) return
+      if (ending || finished || dropped === undefined) return
       recovering = Runtime.runFork(runtime, recovery(live, dropped))
     }
 
