@@ -1,6 +1,4 @@
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import type { AudioStreamError } from "../AvatarError.js"
 import * as AvatarMetrics from "../AvatarMetrics.js"
 
@@ -17,6 +15,9 @@ export interface Target {
   /** Asks the server to confirm what was written so far (a ping; its pong confirms). */
   readonly requestConfirmation: () => void
 }
+
+/** How a waiting producer or caller is resumed (the callback `Effect.async` hands out). */
+type Resume = (result: Effect.Effect<void, AudioStreamError>) => void
 
 export interface OutboxOptions {
   readonly capacity: number
@@ -52,9 +53,8 @@ export class Outbox {
   private playheadEnd = 0
   private stalledSince: number | undefined = undefined
   private lastConfirmationRequest = 0
-  private spaceWaiters: Array<Deferred.Deferred<void, AudioStreamError>> = []
-  private settleWaiters: Array<{ readonly seq: number; readonly deferred: Deferred.Deferred<void, AudioStreamError> }> =
-    []
+  private spaceWaiters: Array<Resume> = []
+  private settleWaiters: Array<{ readonly seq: number; readonly resume: Resume }> = []
 
   /** The depth last added to `akool_avatar_outbox_frames`. */
   private depthReported = 0
@@ -215,40 +215,52 @@ export class Outbox {
     const settleWaiters = this.settleWaiters
     this.spaceWaiters = []
     this.settleWaiters = []
-    for (const deferred of spaceWaiters) Deferred.unsafeDone(deferred, Effect.fail(this.failure))
-    for (const waiter of settleWaiters) Deferred.unsafeDone(waiter.deferred, Effect.fail(this.failure))
+    const failed = Effect.fail(this.failure)
+    for (const resume of spaceWaiters) resume(failed)
+    for (const waiter of settleWaiters) waiter.resume(failed)
     return this.size
   }
+
+  /**
+   * The wait for room, one value for every wait: a producer that fills the outbox waits about
+   * once a second, and a wait made of a `Deferred` and its `await` (about 3 KB, and alive for
+   * that second) was most of what the SDK promoted to the old generation with many sessions.
+   * It looks again when it starts, so a wake between `awaitSpace` and the wait is not missed.
+   * A waiter that is interrupted stays in the list until the next wake, which resumes nothing.
+   */
+  private readonly spaceWait = Effect.async<void, AudioStreamError>((resume) => {
+    if (this.failure) resume(Effect.fail(this.failure))
+    else if (this.size < this.options.capacity) resume(Effect.void)
+    else this.spaceWaiters.push(resume)
+  })
 
   /** Waits until there is room for at least one frame. */
   awaitSpace(): Effect.Effect<void, AudioStreamError> {
     if (this.failure) return Effect.fail(this.failure)
     if (this.size < this.options.capacity) return Effect.void
-    const deferred = Deferred.unsafeMake<void, AudioStreamError>(FiberId.none)
-    this.spaceWaiters.push(deferred)
-    return Deferred.await(deferred)
+    return this.spaceWait
   }
 
   /** Waits until frames up to `seq` (an `accepted` count) are written or dropped. */
   awaitSettled(seq: number): Effect.Effect<void, AudioStreamError> {
-    if (this.settled >= seq) return Effect.void
-    if (this.failure) return Effect.fail(this.failure)
-    const deferred = Deferred.unsafeMake<void, AudioStreamError>(FiberId.none)
-    this.settleWaiters.push({ seq, deferred })
-    return Deferred.await(deferred)
+    return Effect.async<void, AudioStreamError>((resume) => {
+      if (this.settled >= seq) resume(Effect.void)
+      else if (this.failure) resume(Effect.fail(this.failure))
+      else this.settleWaiters.push({ seq, resume })
+    })
   }
 
   private wake(): void {
     if (this.spaceWaiters.length > 0 && this.size <= this.lowWater) {
       const waiters = this.spaceWaiters
       this.spaceWaiters = []
-      for (const deferred of waiters) Deferred.unsafeDone(deferred, Effect.void)
+      for (const resume of waiters) resume(Effect.void)
     }
     if (this.settleWaiters.length > 0) {
       const settled = this.settled
       const still: typeof this.settleWaiters = []
       for (const waiter of this.settleWaiters) {
-        if (waiter.seq <= settled) Deferred.unsafeDone(waiter.deferred, Effect.void)
+        if (waiter.seq <= settled) waiter.resume(Effect.void)
         else still.push(waiter)
       }
       this.settleWaiters = still
