@@ -656,6 +656,8 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
         outbox.target = {
           socket: connection.socket,
           sendChat: connection.unsafeSendChat,
+          cork: connection.unsafeCork,
+          uncork: connection.unsafeUncork,
           isOpen: connection.isOpen,
           requestConfirmation: connection.unsafePing,
           onStall: (bufferedBytes) =>

@@ -83,12 +83,26 @@ export interface Connection {
    * data plane's only call per frame. On Node's `ws` the message is built as one Buffer.
    */
   readonly unsafeSendChat: (frame: Uint8Array) => void
+  /**
+   * Holds this connection's writes back until the matching `unsafeUncork`, so that the
+   * messages sent in between reach the kernel in one write (on Node's `ws`; elsewhere both do
+   * nothing). The data plane corks around a batch of frames, and around a frame and the ping
+   * that follows it. Corks nest; every cork needs its uncork, in the same synchronous run.
+   */
+  readonly unsafeCork: () => void
+  readonly unsafeUncork: () => void
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>
   /** The same, for the synchronous data plane (a stalled peer). */
   readonly unsafeAbort: (reason: DropError) => void
   /** Closes the socket normally (code 1000). */
   readonly close: Effect.Effect<void>
+}
+
+/** The part of Node's `net.Socket` that batching needs. */
+interface Corkable {
+  readonly cork: () => void
+  readonly uncork: () => void
 }
 
 /**
@@ -402,6 +416,18 @@ export const make = (
         ? (frame: Uint8Array) => socket.send(encodeChatBuffer(ids.next(), frame), TEXT)
         : (frame: Uint8Array) => socket.send(Protocol.encodeChat(ids.next(), toBase64(frame)))
 
+    // `ws` has no cork of its own: its `_socket` is the `net.Socket` it writes to (set once the
+    // upgrade completes), the one `ws` itself corks around the two parts of each frame it sends.
+    // Batched, 24 frames leave in one writev instead of 24 writes, and a ping joins its frame.
+    const transport = () => (socket as unknown as { readonly _socket?: Corkable | null })._socket ?? undefined
+    const corkable = socket instanceof NodeWebSocket
+    const unsafeCork = () => {
+      if (corkable) transport()?.cork()
+    }
+    const unsafeUncork = () => {
+      if (corkable) transport()?.uncork()
+    }
+
     const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
       Effect.gen(function* () {
         const command = Protocol.commandName(message) ?? message.type
@@ -499,6 +525,8 @@ export const make = (
       confirmed: () => confirmed,
       unsafePing,
       unsafeSendChat,
+      unsafeCork,
+      unsafeUncork,
       closed,
       dropped: () => dropReason,
       abort,

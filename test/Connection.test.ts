@@ -48,6 +48,27 @@ const reversingPeer = (commands: number) =>
       })
   )
 
+/** A peer that confirms the connection and records every message it receives, in order. */
+const recordingPeer = Effect.acquireRelease(
+  Effect.async<{ readonly port: number; readonly server: WebSocketServer; readonly received: Array<string> }>(
+    (resume) => {
+      const received: Array<string> = []
+      const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => {
+        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, received }))
+      })
+      server.on("connection", (socket) => {
+        socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
+        socket.on("message", (data) => received.push(String(data)))
+      })
+    }
+  ),
+  ({ server }) =>
+    Effect.async<void>((resume) => {
+      for (const client of server.clients) client.terminate()
+      server.close(() => resume(Effect.void))
+    })
+)
+
 const connectionLayer = Connection.layerWebSocketConstructorNode.pipe(
   Layer.provideMerge(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) }))
 )
@@ -78,6 +99,56 @@ describe("Connection", () => {
       // the header carries the key, and the query is URL-encoded
       expect(peer.headers[0]!.api_key).toBe(API_KEY)
       expect(peer.headers[0]!.url).toBe("/streamingAvatar/ws/v1?session_id=session+one%2F%C3%A4&avatar_id=avatar%26id")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("messages sent while corked reach the kernel in one write, whole and in order", () =>
+    Effect.gen(function* () {
+      const peer = yield* recordingPeer
+      const context = yield* Layer.build(connectionLayer)
+      const connection = yield* Connection.make({
+        instance: {
+          host: "127.0.0.1",
+          port: peer.port,
+          avatarId: "a",
+          status: "available",
+          healthy: true,
+          scheme: "ws"
+        },
+        sessionId: "s",
+        avatarId: "a"
+      }).pipe(Effect.provide(context))
+      // count what the socket under `ws` hands to the kernel
+      const transport = (
+        connection.socket as unknown as { _socket: Record<string, (...args: Array<unknown>) => unknown> }
+      )._socket
+      const calls = { write: 0, writev: 0 }
+      for (const method of ["_write", "_writev"] as const) {
+        const original = transport[method]!.bind(transport)
+        transport[method] = (...args: Array<unknown>) => {
+          calls[method === "_write" ? "write" : "writev"]++
+          return original(...args)
+        }
+      }
+      const frames = Array.from({ length: 5 }, (_, i) => new Uint8Array(1280).fill(i + 1))
+      connection.unsafeCork()
+      for (const frame of frames) connection.unsafeSendChat(frame)
+      connection.unsafePing()
+      connection.unsafeUncork()
+      expect(calls).toStrictEqual({ write: 0, writev: 1 })
+      // uncorked, each message is a write of its own again
+      connection.unsafeSendChat(frames[0]!)
+      expect(calls.write + calls.writev).toBe(2)
+
+      yield* eventually(
+        Effect.sync(() => peer.received.length),
+        (n) => n >= 7
+      )
+      const decoded = peer.received.map((raw) => JSON.parse(raw) as { type: string; pld: { audio?: string } })
+      expect(decoded.map((m) => m.type)).toStrictEqual(["chat", "chat", "chat", "chat", "chat", "ping", "chat"])
+      const audio = decoded.filter((m) => m.type === "chat").map((m) => Buffer.from(m.pld.audio!, "base64"))
+      expect(audio.map((bytes) => bytes[0])).toStrictEqual([1, 2, 3, 4, 5, 1])
+      expect(audio.every((bytes, i) => bytes.equals(Buffer.from(frames[i === 5 ? 0 : i]!)))).toBe(true)
     }).pipe(Effect.scoped)
   )
 

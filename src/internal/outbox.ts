@@ -9,6 +9,9 @@ export interface Target {
   readonly socket: { readonly bufferedAmount: number }
   /** Sends one frame as a `chat` message with the next message id. */
   readonly sendChat: (frame: Uint8Array) => void
+  /** Holds writes back until `uncork`: what is sent in between reaches the kernel in one write. */
+  readonly cork: () => void
+  readonly uncork: () => void
   readonly isOpen: () => boolean
   /** Called when unsent bytes stayed above the high-water mark for `stallMs`: the peer stopped reading. */
   readonly onStall: (bufferedBytes: number) => void
@@ -128,46 +131,64 @@ export class Outbox {
     const socket = target.socket
     let sent = 0
     let bytes = 0
-    while (this.size > 0) {
-      if (socket.bufferedAmount > highWaterBytes) {
-        if (this.stalledSince === undefined) this.stalledSince = now
-        else if (now - this.stalledSince >= this.options.stallMs) {
-          this.stalledSince = undefined
-          target.onStall(socket.bufferedAmount)
-          return true
-        }
-        break
-      }
-      this.stalledSince = undefined
-      const frame = this.ring[this.head]!
-      const duration = frame.byteLength / BYTES_PER_MS
-      if (realtime) {
-        const ahead = this.playheadEnd - paceNow
-        if (ahead > 0 && ahead + duration > leadMs) {
-          // it may leave once it is no more than `lead` ahead of playback, at a grid point
-          this.nextPumpAt = Math.ceil((this.playheadEnd + duration - leadMs) / gridMs) * gridMs
+    let stalled = false
+    // More than one message goes out in one write: the frames of a burst (the lead at the start
+    // of an utterance, the queue after a reconnect, unpaced audio), and a frame with the ping
+    // that follows it. A lone real-time frame, the usual case, is written as it is.
+    let corked = this.written + 1 - this.lastConfirmationRequest >= this.options.confirmEvery
+    if (corked) target.cork()
+    try {
+      while (this.size > 0) {
+        if (socket.bufferedAmount > highWaterBytes) {
+          if (this.stalledSince === undefined) this.stalledSince = now
+          else if (now - this.stalledSince >= this.options.stallMs) {
+            this.stalledSince = undefined
+            stalled = true
+          }
           break
         }
-        this.playheadEnd = Math.max(this.playheadEnd, now) + duration
+        this.stalledSince = undefined
+        const frame = this.ring[this.head]!
+        const duration = frame.byteLength / BYTES_PER_MS
+        if (realtime) {
+          const ahead = this.playheadEnd - paceNow
+          if (ahead > 0 && ahead + duration > leadMs) {
+            // it may leave once it is no more than `lead` ahead of playback, at a grid point
+            this.nextPumpAt = Math.ceil((this.playheadEnd + duration - leadMs) / gridMs) * gridMs
+            break
+          }
+          this.playheadEnd = Math.max(this.playheadEnd, now) + duration
+        }
+        if (sent === 1 && !corked) {
+          corked = true
+          target.cork()
+        }
+        target.sendChat(frame)
+        this.ring[this.head] = undefined
+        this.head = (this.head + 1) % capacity
+        this.size--
+        this.written++
+        bytes += frame.byteLength
+        sent++
       }
-      target.sendChat(frame)
-      this.ring[this.head] = undefined
-      this.head = (this.head + 1) % capacity
-      this.size--
-      this.written++
-      bytes += frame.byteLength
-      sent++
+      // a drop can only lose what was written since the last confirmation: keep that short
+      if (sent > 0 && !stalled && this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
+        this.lastConfirmationRequest = this.written
+        target.requestConfirmation()
+      }
+    } finally {
+      if (corked) target.uncork()
     }
     if (sent > 0) {
       this.bytesWritten += bytes
       AvatarMetrics.framesSent.unsafeUpdate(sent, [])
       AvatarMetrics.bytesSent.unsafeUpdate(bytes, [])
-      // a drop can only lose what was written since the last confirmation: keep that short
-      if (this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
-        this.lastConfirmationRequest = this.written
-        target.requestConfirmation()
-      }
       this.wake()
+    }
+    if (stalled) {
+      // the peer stopped reading: the connection drops, and what is queued waits for the next one
+      target.onStall(socket.bufferedAmount)
+      return true
     }
     this.reportDepth()
     return this.size > 0
