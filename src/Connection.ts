@@ -90,6 +90,7 @@ export interface Connection {
    * that follows it. Corks nest; every cork needs its uncork, in the same synchronous run.
    */
   readonly unsafeCork: () => void
+  /** Ends what `unsafeCork` began: the messages held back leave, in one write, once every cork is undone. */
   readonly unsafeUncork: () => void
   /** Ends the connection with the given reason (the heartbeat uses it). */
   readonly abort: (reason: DropError) => Effect.Effect<void>

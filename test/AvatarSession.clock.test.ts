@@ -113,24 +113,35 @@ describe("AvatarSession on the TestClock", () => {
     })
   )
 
-  it.scoped("a lead of several corked batches leaves at once, whole and in order", () =>
-    Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
-      const client = yield* clientFor(sim)
-      // 3 s of lead is 75 frames in one pump: three corked writes of at most 32 KiB of PCM
-      const session = yield* client.session({ avatarId: AVATAR, lead: "3 seconds", outboxCapacity: 400 })
-      const audio = pcm(32_000 * 4)
-      const speaking = yield* Effect.fork(session.speak(Stream.make(audio)))
-      const frames = sim.sessions.pipe(Effect.map((s) => s[0]!.frames))
-      yield* eventually(frames, (f) => f.length === 75)
-      yield* io()
-      expect((yield* frames).length).toBe(75)
-      yield* TestClock.adjust("1 second")
-      yield* Fiber.join(speaking)
-      expect((yield* frames).length).toBe(100)
-      expect(yield* sim.audio(session.sessionId)).toStrictEqual(audio)
-    })
-  )
+  // with `highWaterBytes: 0` the frames a pump holds corked must not count as unsent: the lead
+  // still leaves at once, not a frame or two per tick
+  for (const highWaterBytes of [undefined, 0]) {
+    it.scoped(
+      `a lead of several corked batches leaves at once, whole and in order (highWaterBytes ${highWaterBytes ?? "default"})`,
+      () =>
+        Effect.gen(function* () {
+          const sim = yield* AvatarSimulator.make()
+          const client = yield* clientFor(sim)
+          // 3 s of lead is 75 frames in one pump: a first frame, then corked batches of at most 32 KiB of PCM
+          const session = yield* client.session({
+            avatarId: AVATAR,
+            lead: "3 seconds",
+            outboxCapacity: 400,
+            highWaterBytes
+          })
+          const audio = pcm(32_000 * 4)
+          const speaking = yield* Effect.fork(session.speak(Stream.make(audio)))
+          const frames = sim.sessions.pipe(Effect.map((s) => s[0]!.frames))
+          yield* eventually(frames, (f) => f.length === 75)
+          yield* io()
+          expect((yield* frames).length).toBe(75)
+          yield* TestClock.adjust("1 second")
+          yield* Fiber.join(speaking)
+          expect((yield* frames).length).toBe(100)
+          expect(yield* sim.audio(session.sessionId)).toStrictEqual(audio)
+        })
+    )
+  }
 
   it.scoped("real-time pacing stays within lead of playback and keeps up with it", () =>
     Effect.gen(function* () {

@@ -5,8 +5,9 @@ import * as AvatarMetrics from "../AvatarMetrics.js"
 const BYTES_PER_MS = 32
 
 /**
- * A corked batch is written once it holds this much PCM (about 1 s, some 44 KB of messages):
- * the default lead of an utterance leaves in one write, and a longer `lead` in writes of this size.
+ * A corked batch holds at most this much PCM (about 1 s, some 44 KB of messages): the default
+ * lead of an utterance leaves in two writes (its first frame, then the rest), and a longer
+ * `lead` in writes of this size.
  */
 const CORK_LIMIT_BYTES = 32 * 1024
 
@@ -149,6 +150,12 @@ export class Outbox {
     if (corked) target.cork()
     try {
       while (this.size > 0) {
+        // what this pump holds back counts in `bufferedAmount`: let it go before judging the socket
+        if (corkedBytes > 0 && socket.bufferedAmount > highWaterBytes) {
+          target.uncork()
+          target.cork()
+          corkedBytes = 0
+        }
         if (socket.bufferedAmount > highWaterBytes) {
           if (this.stalledSince === undefined) this.stalledSince = now
           else if (now - this.stalledSince >= this.options.stallMs) {
@@ -174,13 +181,13 @@ export class Outbox {
             corked = true
             target.cork()
           }
-        } else if (corkedBytes >= CORK_LIMIT_BYTES) {
+        } else if (corkedBytes + frame.byteLength > CORK_LIMIT_BYTES) {
           target.uncork()
           target.cork()
           corkedBytes = 0
         }
         target.sendChat(frame)
-        corkedBytes += frame.byteLength
+        if (corked) corkedBytes += frame.byteLength
         this.ring[this.head] = undefined
         this.head = (this.head + 1) % capacity
         this.size--
@@ -188,8 +195,9 @@ export class Outbox {
         bytes += frame.byteLength
         sent++
       }
-      // a drop can only lose what was written since the last confirmation: keep that short
-      if (sent > 0 && !stalled && this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
+      // a drop can only lose what was written since the last confirmation: keep that short (a
+      // stall is only ever found before the first frame of a pump, so there is none after one)
+      if (sent > 0 && this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
         this.lastConfirmationRequest = this.written
         target.requestConfirmation()
       }
@@ -265,7 +273,8 @@ export class Outbox {
    * copied to the old generation: with 500 streaming sessions, what survived scavenges in 6 s
    * fell from 14.1 to 4.8 MB when the waits became this.
    * It looks again when it starts, so a wake between `awaitSpace` and the wait is not missed.
-   * A waiter that is interrupted stays in the list until the next wake, which resumes nothing.
+   * A waiter that is interrupted stays in the list until producers are next woken (or the outbox
+   * fails), and resuming it then does nothing.
    */
   private readonly spaceWait = Effect.async<void, AudioStreamError>((resume) => {
     if (this.failure) resume(Effect.fail(this.failure))
