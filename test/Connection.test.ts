@@ -9,29 +9,34 @@ import { AvatarConfig, AvatarSimulator, Connection, Heartbeat, Protocol } from "
 import { API_KEY, eventually, io } from "./support.js"
 
 /**
- * A hand-written peer for what the simulator does not do on purpose: acknowledging
- * commands in the reverse order of their arrival.
+ * A hand-written peer for what the simulator does not do on purpose: it confirms the
+ * connection, records each upgrade's headers and every message it receives, in order, and,
+ * given `reverseAcks`, acknowledges that many commands in the reverse order of their arrival.
  */
-const reversingPeer = (commands: number) =>
+const handPeer = (options: { readonly reverseAcks?: number } = {}) =>
   Effect.acquireRelease(
     Effect.async<{
       readonly port: number
       readonly server: WebSocketServer
       readonly headers: Array<Record<string, unknown>>
+      readonly received: Array<string>
     }>((resume) => {
       const headers: Array<Record<string, unknown>> = []
+      const received: Array<string> = []
       const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => {
-        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, headers }))
+        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, headers, received }))
       })
       server.on("connection", (socket, request) => {
         headers.push({ ...request.headers, url: request.url })
         socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
         const mids: Array<string> = []
         socket.on("message", (data) => {
-          const message = JSON.parse(String(data))
+          const raw = String(data)
+          received.push(raw)
+          const message = JSON.parse(raw)
           if (message.type !== "command") return
           mids.push(message.mid)
-          if (mids.length === commands) {
+          if (mids.length === options.reverseAcks) {
             for (const mid of mids.reverse()) {
               socket.send(
                 JSON.stringify({ v: 2, type: "ack", mid: `a-${mid}`, pld: { original_mid: mid, status: "success" } })
@@ -48,48 +53,24 @@ const reversingPeer = (commands: number) =>
       })
   )
 
-/** A peer that confirms the connection and records every message it receives, in order. */
-const recordingPeer = Effect.acquireRelease(
-  Effect.async<{ readonly port: number; readonly server: WebSocketServer; readonly received: Array<string> }>(
-    (resume) => {
-      const received: Array<string> = []
-      const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => {
-        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, received }))
-      })
-      server.on("connection", (socket) => {
-        socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
-        socket.on("message", (data) => received.push(String(data)))
-      })
-    }
-  ),
-  ({ server }) =>
-    Effect.async<void>((resume) => {
-      for (const client of server.clients) client.terminate()
-      server.close(() => resume(Effect.void))
-    })
-)
-
 const connectionLayer = Connection.layerWebSocketConstructorNode.pipe(
   Layer.provideMerge(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) }))
 )
 
+/** A connection to the hand-written peer on `port`. */
+const connectTo = (port: number, ids: { readonly sessionId: string; readonly avatarId: string }) =>
+  Effect.flatMap(Layer.build(connectionLayer), (context) =>
+    Connection.make({
+      instance: { host: "127.0.0.1", port, avatarId: "a", status: "available", healthy: true, scheme: "ws" },
+      ...ids
+    }).pipe(Effect.provide(context))
+  )
+
 describe("Connection", () => {
   it.live("acks that come back in reverse order still answer the right commands", () =>
     Effect.gen(function* () {
-      const peer = yield* reversingPeer(3)
-      const context = yield* Layer.build(connectionLayer)
-      const connection = yield* Connection.make({
-        instance: {
-          host: "127.0.0.1",
-          port: peer.port,
-          avatarId: "a",
-          status: "available",
-          healthy: true,
-          scheme: "ws"
-        },
-        sessionId: "session one/ä",
-        avatarId: "avatar&id"
-      }).pipe(Effect.provide(context))
+      const peer = yield* handPeer({ reverseAcks: 3 })
+      const connection = yield* connectTo(peer.port, { sessionId: "session one/ä", avatarId: "avatar&id" })
       const messages = [1, 2, 3].map(() => Protocol.interrupt(connection.ids.next()))
       const acks = yield* Effect.all(
         messages.map((m) => connection.request(m, "2 seconds")),
@@ -104,20 +85,8 @@ describe("Connection", () => {
 
   it.live("messages sent while corked reach the kernel in one write, whole and in order", () =>
     Effect.gen(function* () {
-      const peer = yield* recordingPeer
-      const context = yield* Layer.build(connectionLayer)
-      const connection = yield* Connection.make({
-        instance: {
-          host: "127.0.0.1",
-          port: peer.port,
-          avatarId: "a",
-          status: "available",
-          healthy: true,
-          scheme: "ws"
-        },
-        sessionId: "s",
-        avatarId: "a"
-      }).pipe(Effect.provide(context))
+      const peer = yield* handPeer()
+      const connection = yield* connectTo(peer.port, { sessionId: "s", avatarId: "a" })
       // count what the socket under `ws` hands to the kernel
       const transport = (
         connection.socket as unknown as { _socket: Record<string, (...args: Array<unknown>) => unknown> }
