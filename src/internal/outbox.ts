@@ -136,35 +136,43 @@ export class Outbox {
     // period. (Four smaller batches, one per 10 ms tick, cost about 8 % more CPU at 1,000 sessions.)
     const paceNow = realtime ? Math.floor(now / gridMs) * gridMs : now
     const socket = target.socket
+    if (socket.bufferedAmount > highWaterBytes) {
+      // the peer has not taken what was written: hold back, and past `stallMs` give it up
+      this.reportDepth()
+      if (this.stalledSince === undefined) this.stalledSince = now
+      else if (now - this.stalledSince >= this.options.stallMs) {
+        this.stalledSince = undefined
+        // the connection drops, and what is queued waits for the next one
+        target.onStall(socket.bufferedAmount)
+      }
+      return true
+    }
+    this.stalledSince = undefined
     let sent = 0
     let bytes = 0
     let corkedBytes = 0
-    let stalled = false
     // Real time, more than one message goes out in one write: the frames of a burst (the lead
     // at the start of an utterance, the queue after a reconnect), and a frame with the ping that
     // follows it. A lone frame, the usual case, is written as it is. Unpaced audio is written
     // frame by frame: corked, it went faster, and V8 grew its young generation to match (one
     // hour unpaced: RSS growth 15 to 30 MB against 7 to 9 MB; corked with the young generation
     // capped at 2 MB, none, so it was heap sizing, not buffers held).
-    let corked = realtime && this.written + 1 - this.lastConfirmationRequest >= this.options.confirmEvery
+    let corked = realtime && this.confirmationDue(this.written + 1)
     if (corked) target.cork()
     try {
       while (this.size > 0) {
-        // what this pump holds back counts in `bufferedAmount`: let it go before judging the socket
-        if (corkedBytes > 0 && socket.bufferedAmount > highWaterBytes) {
-          target.uncork()
-          target.cork()
-          corkedBytes = 0
-        }
         if (socket.bufferedAmount > highWaterBytes) {
-          if (this.stalledSince === undefined) this.stalledSince = now
-          else if (now - this.stalledSince >= this.options.stallMs) {
-            this.stalledSince = undefined
-            stalled = true
+          // what this pump holds back counts in `bufferedAmount`: let it go before judging the socket
+          if (corkedBytes > 0) {
+            target.uncork()
+            target.cork()
+            corkedBytes = 0
           }
-          break
+          if (socket.bufferedAmount > highWaterBytes) {
+            this.stalledSince = now
+            break
+          }
         }
-        this.stalledSince = undefined
         const frame = this.ring[this.head]!
         const duration = frame.byteLength / BYTES_PER_MS
         if (realtime) {
@@ -195,9 +203,8 @@ export class Outbox {
         bytes += frame.byteLength
         sent++
       }
-      // a drop can only lose what was written since the last confirmation: keep that short (a
-      // stall is only ever found before the first frame of a pump, so there is none after one)
-      if (sent > 0 && this.written - this.lastConfirmationRequest >= this.options.confirmEvery) {
+      // a drop can only lose what was written since the last confirmation: keep that short
+      if (sent > 0 && this.confirmationDue(this.written)) {
         this.lastConfirmationRequest = this.written
         target.requestConfirmation()
       }
@@ -210,13 +217,13 @@ export class Outbox {
       AvatarMetrics.bytesSent.unsafeUpdate(bytes, [])
       this.wake()
     }
-    if (stalled) {
-      // the peer stopped reading: the connection drops, and what is queued waits for the next one
-      target.onStall(socket.bufferedAmount)
-      return true
-    }
     this.reportDepth()
     return this.size > 0
+  }
+
+  /** Whether a confirmation is due once `written` frames have been written. */
+  private confirmationDue(written: number): boolean {
+    return written - this.lastConfirmationRequest >= this.options.confirmEvery
   }
 
   /** Brings `akool_avatar_outbox_frames` up to date, once per batch. */
