@@ -420,14 +420,10 @@ export const make = (
     // `ws` has no cork of its own: its `_socket` is the `net.Socket` it writes to (set once the
     // upgrade completes), the one `ws` itself corks around the two parts of each frame it sends.
     // Batched, 24 frames leave in one writev instead of 24 writes, and a ping joins its frame.
-    const transport = () => (socket as unknown as { readonly _socket?: Corkable | null })._socket ?? undefined
-    const corkable = socket instanceof NodeWebSocket
-    const unsafeCork = () => {
-      if (corkable) transport()?.cork()
-    }
-    const unsafeUncork = () => {
-      if (corkable) transport()?.uncork()
-    }
+    const transport = socket as unknown as { readonly _socket?: Corkable | null }
+    const nothing = () => {}
+    const unsafeCork = socket instanceof NodeWebSocket ? () => transport._socket?.cork() : nothing
+    const unsafeUncork = socket instanceof NodeWebSocket ? () => transport._socket?.uncork() : nothing
 
     const request = (message: Protocol.ClientMessage, timeout: Duration.DurationInput) =>
       Effect.gen(function* () {
