@@ -748,7 +748,7 @@ export const make = (options: Options = {}): Effect.Effect<AvatarSession, Avatar
           if (!outbox.offer(s.next)) {
             // what cannot go out now goes out on the shared clock's next ticks
             if (outbox.pump(frameClock.now())) frameClock.schedule(outbox)
-            return Effect.zipRight(outbox.awaitSpace(), step)
+            return Effect.zipRight(outbox.awaitSpace, step)
           }
           s.next = undefined
         }

@@ -275,26 +275,19 @@ export class Outbox {
   }
 
   /**
-   * The wait for room, one value for every wait: a producer that fills the outbox waits about
-   * once a second. A wait made of a `Deferred` and its `await` lived that second and so was
-   * copied to the old generation: with 500 streaming sessions, what survived scavenges in 6 s
-   * fell from 14.1 to 4.8 MB when the waits became this.
-   * It looks again when it starts, so a wake between `awaitSpace` and the wait is not missed.
-   * A waiter that is interrupted stays in the list until producers are next woken (or the outbox
-   * fails), and resuming it then does nothing.
+   * Waits until there is room for at least one frame. It looks when it starts (the failure,
+   * then the room), so it is right whenever it runs, and it is one value for every wait: a
+   * producer that fills the outbox waits about once a second, and a wait made of a `Deferred`
+   * and its `await` lived that second and so was copied to the old generation (with 500
+   * streaming sessions, what survived scavenges in 6 s fell from 14.1 to 4.8 MB when the waits
+   * became this). A waiter that is interrupted stays in the list until producers are next woken
+   * (or the outbox fails), and resuming it then does nothing.
    */
-  private readonly spaceWait = Effect.async<void, AudioStreamError>((resume) => {
+  readonly awaitSpace: Effect.Effect<void, AudioStreamError> = Effect.async((resume) => {
     if (this.failure) resume(Effect.fail(this.failure))
     else if (this.size < this.options.capacity) resume(Effect.void)
     else this.spaceWaiters.push(resume)
   })
-
-  /** Waits until there is room for at least one frame. */
-  awaitSpace(): Effect.Effect<void, AudioStreamError> {
-    if (this.failure) return Effect.fail(this.failure)
-    if (this.size < this.options.capacity) return Effect.void
-    return this.spaceWait
-  }
 
   /** Waits until frames up to `seq` (an `accepted` count) are written or dropped. */
   awaitSettled(seq: number): Effect.Effect<void, AudioStreamError> {
