@@ -16,10 +16,10 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { type AudioDecodeError, AudioStreamError, ConfigurationError } from "./AvatarError.js"
-import * as Decode from "./internal/decode.js"
-import { Framer } from "./internal/framer.js"
-import * as Mpeg from "./internal/mpeg.js"
-import * as Pcm from "./internal/pcm.js"
+import * as Decode from "./internal/audio/decode.js"
+import * as Mpeg from "./internal/audio/mpeg.js"
+import * as Pcm from "./internal/audio/pcm.js"
+import { Framer } from "./internal/dataplane/framer.js"
 
 /**
  * @since 0.1.0

@@ -18,7 +18,7 @@ import type { AvatarError, ConfigurationError } from "./AvatarError.js"
 import * as AvatarSession from "./AvatarSession.js"
 import * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
-import * as FrameClock from "./internal/frameClock.js"
+import * as FrameClock from "./internal/dataplane/frameClock.js"
 
 /**
  * @since 0.1.0

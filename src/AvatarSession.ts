@@ -45,9 +45,9 @@ import * as AvatarMetrics from "./AvatarMetrics.js"
 import * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
 import * as Heartbeat from "./Heartbeat.js"
-import { FrameClock } from "./internal/frameClock.js"
-import { Framer } from "./internal/framer.js"
-import { Outbox } from "./internal/outbox.js"
+import { FrameClock } from "./internal/dataplane/frameClock.js"
+import { Framer } from "./internal/dataplane/framer.js"
+import { Outbox } from "./internal/dataplane/outbox.js"
 import * as Protocol from "./Protocol.js"
 
 /**

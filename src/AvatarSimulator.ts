@@ -32,7 +32,7 @@ import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as internal from "./internal/simulator.js"
+import * as internal from "./internal/simulator/simulator.js"
 
 /**
  * The avatar id every instance serves unless told otherwise.

@@ -23,7 +23,7 @@ import { AvatarConfig } from "./AvatarConfig.js"
 import { AuthenticationError, CommandError, ConnectionError, ServerError } from "./AvatarError.js"
 import * as AvatarMetrics from "./AvatarMetrics.js"
 import * as Discovery from "./Discovery.js"
-import { encodeChatBuffer, toBase64 } from "./internal/base64.js"
+import { encodeChatBuffer, toBase64 } from "./internal/dataplane/chatFrame.js"
 import * as Protocol from "./Protocol.js"
 
 /**

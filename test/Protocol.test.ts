@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
 import { Protocol } from "../src/index.js"
-import { encodeChatBuffer } from "../src/internal/base64.js"
+import { encodeChatBuffer } from "../src/internal/dataplane/chatFrame.js"
 
 const decodeClient = Schema.decodeUnknownSync(Schema.parseJson(Protocol.ClientMessage))
 

@@ -124,4 +124,4 @@ export const recordingTracer = Effect.map(Effect.tracer, (base) => {
 })
 
 /** The bytes of `parts`, one after another (the SDK's own helper). */
-export { concatBytes as concat } from "../src/internal/pcm.js"
+export { concatBytes as concat } from "../src/internal/audio/pcm.js"

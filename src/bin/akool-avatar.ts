@@ -7,8 +7,8 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
-import { run } from "../internal/cli/main.js"
-import { exitCode } from "../internal/cli/report.js"
+import { run } from "../cli/main.js"
+import { exitCode } from "../cli/report.js"
 
 run(process.argv).pipe(
   Effect.provide(NodeContext.layer),

@@ -16,8 +16,8 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type * as AvatarSimulator from "../AvatarSimulator.js"
-import * as Protocol from "../Protocol.js"
+import type * as AvatarSimulator from "../../AvatarSimulator.js"
+import * as Protocol from "../../Protocol.js"
 
 /** @internal */
 export const DEFAULT_AVATAR_ID = "dvp_Tristan_cloth2_1080P"

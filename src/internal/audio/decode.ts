@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { AudioDecodeError } from "../AvatarError.js"
+import { AudioDecodeError } from "../../AvatarError.js"
 import * as Mpeg from "./mpeg.js"
 import { decodeError, type Encoding, hexHead, MonoEncoder, type Quality, SampleReader, sniff } from "./pcm.js"
 import { WavReader } from "./wav.js"

@@ -4,7 +4,7 @@
  * held whole. It understands PCM (8, 16, 24, 32-bit), IEEE float (32, 64-bit),
  * WAVE_FORMAT_EXTENSIBLE around either, and RF64; it names anything else.
  */
-import type { AudioDecodeError } from "../AvatarError.js"
+import type { AudioDecodeError } from "../../AvatarError.js"
 import { decodeError, type Encoding } from "./pcm.js"
 
 export interface WavFormat {

@@ -1,6 +1,6 @@
 import * as Effect from "effect/Effect"
-import type { AudioStreamError } from "../AvatarError.js"
-import * as AvatarMetrics from "../AvatarMetrics.js"
+import type { AudioStreamError } from "../../AvatarError.js"
+import * as AvatarMetrics from "../../AvatarMetrics.js"
 
 const BYTES_PER_MS = 32
 

@@ -6,7 +6,7 @@ import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as AvatarSimulator from "../../AvatarSimulator.js"
+import * as AvatarSimulator from "../AvatarSimulator.js"
 import { report, UsageError } from "./report.js"
 
 const int = (name: string, description: string) =>

@@ -7,7 +7,7 @@
 // a webpack UMD bundle: Node sees no named exports in it, only the default (module.exports)
 import LibSampleRate from "@alexanderolsen/libsamplerate-js"
 import * as Effect from "effect/Effect"
-import { AudioDecodeError } from "../AvatarError.js"
+import { AudioDecodeError } from "../../AvatarError.js"
 
 /** Sample encodings: integers little-endian (u8 is offset binary, as in WAV), floats IEEE. */
 export type Encoding = "u8" | "s8" | "s16le" | "s24le" | "s32le" | "f32le" | "f64le"

@@ -1,0 +1,73 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import ts from "typescript"
+
+// The measures ARCHITECTURE.md promises, taken from the code itself: a function that grows
+// past them, or a closure that gathers mutable state, fails here before a reviewer sees it.
+const MAX_FUNCTION_LINES = 150
+const MAX_LETS = 3
+const MAX_FILES_IN_INTERNAL = 3
+
+const root = path.resolve(import.meta.dirname, "..", "src")
+
+const sources = (dir: string): Array<string> =>
+  fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((entry) =>
+      entry.isDirectory()
+        ? sources(path.join(dir, entry.name))
+        : entry.name.endsWith(".ts")
+          ? [path.join(dir, entry.name)]
+          : []
+    )
+
+interface Measured {
+  readonly where: string
+  readonly lines: number
+  readonly lets: number
+}
+
+const measure = (file: string): Array<Measured> => {
+  const source = ts.createSourceFile(file, fs.readFileSync(file, "utf8"), ts.ScriptTarget.Latest, true)
+  const found: Array<Measured> = []
+  const lineOf = (position: number) => source.getLineAndCharacterOfPosition(position).line
+  const visit = (node: ts.Node) => {
+    if (ts.isFunctionLike(node) && "body" in node && node.body !== undefined) {
+      const fn = node
+      let lets = 0
+      // a function's own `let`s: those of the functions inside it are theirs
+      const count = (inner: ts.Node) => {
+        if (inner !== fn && ts.isFunctionLike(inner)) return
+        if (ts.isVariableDeclarationList(inner) && inner.flags & ts.NodeFlags.Let) lets += inner.declarations.length
+        ts.forEachChild(inner, count)
+      }
+      ts.forEachChild(fn.body as ts.Node, count)
+      found.push({
+        where: `${path.relative(root, file)}:${lineOf(node.getStart()) + 1}`,
+        lines: lineOf(node.end) - lineOf(node.getStart()) + 1,
+        lets
+      })
+    }
+    ts.forEachChild(node, visit)
+  }
+  visit(source)
+  return found
+}
+
+describe("the layout", () => {
+  const measured = sources(root).flatMap(measure)
+
+  it(`has no function longer than ${MAX_FUNCTION_LINES} lines`, () => {
+    expect(measured.filter((m) => m.lines > MAX_FUNCTION_LINES).map((m) => `${m.where} (${m.lines} lines)`)).toEqual([])
+  })
+
+  it(`has no function body with more than ${MAX_LETS} mutable lets of its own`, () => {
+    expect(measured.filter((m) => m.lets > MAX_LETS).map((m) => `${m.where} (${m.lets} lets)`)).toEqual([])
+  })
+
+  it(`keeps at most ${MAX_FILES_IN_INTERNAL} files directly in src/internal/`, () => {
+    const files = fs.readdirSync(path.join(root, "internal"), { withFileTypes: true }).filter((e) => e.isFile())
+    expect(files.length).toBeLessThanOrEqual(MAX_FILES_IN_INTERNAL)
+  })
+})
