@@ -27,7 +27,7 @@ export class Inbound {
     this.minimumLevel = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel)
   }
 
-  readonly observe = (message: Protocol.ServerMessage): void => {
+  readonly observe = (message: Protocol.ServerMessage) => {
     switch (message.type) {
       case "system":
         if (message.pld.status === "agora_connected") {
