@@ -646,7 +646,10 @@ export class StreamingAvatarClient implements AsyncDisposable {
           if ((state._tag === "Reconnecting" || state._tag === "Closed") && linked()) {
             yield* this.#callback("onDisconnected", this.onDisconnected)
           }
-          if (state._tag === "Reconnecting") yield* this.#callback("onError", this.onError, state.cause)
+          // one drop, however many attempts its reconnect takes
+          if (state._tag === "Reconnecting" && previous !== "Reconnecting") {
+            yield* this.#callback("onError", this.onError, state.cause)
+          }
           if (state._tag === "Closed" && Option.isSome(state.error)) {
             yield* this.#callback("onError", this.onError, state.error.value)
           }

@@ -191,6 +191,47 @@ describe("StreamingAvatarClient", () => {
     expect(client.isConnected).toBe(true)
   })
 
+  it("onError hears of a drop once, however many attempts the reconnect takes", async () => {
+    const sim = await simulator()
+    const seen: Array<string> = []
+    await using client = await createClient({
+      ...optionsFor(sim, { maxRetryAttempts: 5 }),
+      onError: (error) => seen.push(error._tag),
+      onStateChange: (state) => {
+        if (state._tag === "Reconnecting") seen.push(`attempt ${state.attempt}`)
+      }
+    })
+    // the first two reconnect attempts are refused: three attempts in all for one drop
+    await run(sim.setFaults(0, { refuseFirst: { code: 4004, attempts: 2 } }))
+    await run(sim.dropAll({ mode: "terminate" }))
+    await until(
+      () => client.getConnectionInfo(),
+      (i) => i.reconnects === 1
+    )
+    expect(seen).toStrictEqual(["attempt 1", "ConnectionError", "attempt 2", "attempt 3"])
+  })
+
+  it("onError hears of server errors that answer no command, and not of those a call throws", async () => {
+    const sim = await simulator()
+    const errors: Array<string> = []
+    await using client = await createClient({
+      ...optionsFor(sim),
+      onError: (error) => errors.push(`${error._tag}: ${error.message}`)
+    })
+    await run(sim.setFaults(0, { commandError: { code: 4100, message: "no such voice" } }))
+    const thrown = await rejection(client.setAgoraParams(AGORA))
+    expect(thrown).toBeInstanceOf(AvatarError.ServerError)
+    await run(sim.setFaults(0, { errorAfterFrames: { frames: 1, code: 5000, message: "render failed" } }))
+    await client.sendAudio(pcm(1280 * 3))
+    await until(
+      () => errors,
+      (e) => e.length > 0
+    )
+    // a moment for a second (wrong) report to arrive, if one were coming
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(errors).toStrictEqual(["ServerError: render failed"])
+  })
+
   it("await using closes the session and leaves no socket open", async () => {
     const sim = await simulator()
     {

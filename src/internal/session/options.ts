@@ -170,7 +170,10 @@ const optionalText = (option: string, value: unknown): ConfigurationError | unde
 export const validateParams = (params: unknown): Effect.Effect<Protocol.AvatarParams, ConfigurationError> => {
   if (typeof params !== "object" || params === null) {
     return Effect.fail(
-      refuse("params", "setParams takes { agora: { appId, channel, token, uid }, voiceId?, language?, backgroundUrl? }")
+      refuse(
+        "params",
+        `params must be an object: setParams takes { agora: { appId, channel, token, uid }, voiceId?, language?, backgroundUrl? } (got ${describe(params)})`
+      )
     )
   }
   const { agora, voiceId, language, backgroundUrl } = params as Record<string, unknown>

@@ -110,7 +110,11 @@ class Utterance {
             if (index >= input.length) break
             const chunk = Chunk.unsafeGet(input, index)
             const bytes = toBytes(chunk)
-            if (bytes === undefined) return Effect.fail(this.notBytes(chunk))
+            if (bytes === undefined) {
+              // the frames before it were taken: they go out as any others
+              if (outbox.pump(clock.now())) clock.schedule(outbox)
+              return Effect.fail(this.notBytes(chunk))
+            }
             index++
             this.total += bytes.byteLength
             this.framer.feed(bytes)
