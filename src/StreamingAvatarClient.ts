@@ -32,13 +32,14 @@ import * as AvatarClient from "./AvatarClient.js"
 import * as AvatarConfig from "./AvatarConfig.js"
 import { type AvatarError, ConfigurationError, ConnectionError, ServerError } from "./AvatarError.js"
 import type * as AvatarSession from "./AvatarSession.js"
+import * as SessionOptions from "./internal/session/options.js"
 import type * as Protocol from "./Protocol.js"
 
 // Node 20.0 to 20.3 lack the well-known symbol that `await using` looks up; TypeScript's and
-// esbuild's helpers both fall back to this registered one
-if (typeof Symbol.asyncDispose !== "symbol") {
-  Object.defineProperty(Symbol, "asyncDispose", { value: Symbol.for("Symbol.asyncDispose") })
-}
+// esbuild's helpers then fall back to this registered one. The class is keyed by whichever
+// exists, without patching `Symbol` (the package declares no side effects).
+const asyncDispose: typeof Symbol.asyncDispose =
+  typeof Symbol.asyncDispose === "symbol" ? Symbol.asyncDispose : (Symbol.for("Symbol.asyncDispose") as never)
 
 /**
  * Callbacks, as in the reference SDK (`on_connected`, ...), plus `onStateChange`. Each may be
@@ -270,21 +271,13 @@ export class StreamingAvatarClient implements AsyncDisposable {
     if (typeof options.apiKey !== "string") {
       throw new ConfigurationError({ option: "apiKey", message: "apiKey must be a string: your Akool API key" })
     }
-    if (typeof options.avatarId !== "string" || options.avatarId.trim() === "") {
-      throw new ConfigurationError({ option: "avatarId", message: "avatarId is missing or empty" })
-    }
-    if (options.sessionId !== undefined && (typeof options.sessionId !== "string" || options.sessionId.trim() === "")) {
-      throw new ConfigurationError({
-        option: "sessionId",
-        message: "sessionId is empty: leave it out for a fresh UUID"
-      })
-    }
-    if (options.pacing !== undefined && options.pacing !== "realtime" && options.pacing !== "none") {
-      throw new ConfigurationError({
-        option: "pacing",
-        message: `pacing must be "realtime" or "none" (got ${JSON.stringify(options.pacing)})`
-      })
-    }
+    // the same checks, and the same messages, as a session opened from Effect
+    const avatarId = SessionOptions.checkAvatarId(options.avatarId)
+    if (Either.isLeft(avatarId)) throw avatarId.left
+    const sessionId = SessionOptions.checkSessionId(options.sessionId)
+    if (Either.isLeft(sessionId)) throw sessionId.left
+    const pacing = SessionOptions.checkPacing(options.pacing)
+    if (Either.isLeft(pacing)) throw pacing.left
     const resolved = Effect.runSync(
       Effect.either(
         AvatarConfig.make({
@@ -302,9 +295,9 @@ export class StreamingAvatarClient implements AsyncDisposable {
       )
     )
     if (Either.isLeft(resolved)) throw resolved.left
-    this.avatarId = options.avatarId
-    this.sessionId = options.sessionId ?? globalThis.crypto.randomUUID()
-    this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: options.pacing }
+    this.avatarId = avatarId.right
+    this.sessionId = sessionId.right ?? globalThis.crypto.randomUUID()
+    this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: pacing.right }
     this.#layer = Layer.orDie(AvatarClient.layerNodeFrom(Layer.succeed(AvatarConfig.AvatarConfig, resolved.right)))
     this.onConnected = options.onConnected
     this.onDisconnected = options.onDisconnected
@@ -519,7 +512,7 @@ export class StreamingAvatarClient implements AsyncDisposable {
    *
    * @since 0.1.0
    */
-  [Symbol.asyncDispose](): Promise<void> {
+  [asyncDispose](): Promise<void> {
     return this.disconnect()
   }
 

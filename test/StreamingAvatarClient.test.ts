@@ -2,6 +2,7 @@
  * The Promise facade against the simulator, over real sockets: each method and callback,
  * our own error classes on real failures, abort, and `await using` cleanup.
  */
+import { execFileSync } from "node:child_process"
 import { inspect } from "node:util"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -417,5 +418,25 @@ describe("StreamingAvatarClient", () => {
       expect(pulled).toBe(stoppedAt)
       expect(client.isConnected).toBe(true)
     })
+  })
+})
+
+describe("the package's side effects", () => {
+  it("importing it changes no global (package.json says sideEffects: false)", () => {
+    // a fresh process: what is on globalThis and on Symbol before and after the import; the
+    // libraries it builds on load first, so that what they keep globally is not counted
+    const script = `
+      const names = (o) => Object.getOwnPropertyNames(o).concat(Object.getOwnPropertySymbols(o).map(String)).sort()
+      for (const dependency of ["effect", "@effect/platform-node/NodeHttpClient", "ws"]) await import(dependency)
+      const before = { global: names(globalThis), symbol: names(Symbol) }
+      await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)})
+      const after = { global: names(globalThis), symbol: names(Symbol) }
+      process.stdout.write(JSON.stringify({ before, after }))
+    `
+    const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8"
+    })
+    const { before, after } = JSON.parse(out)
+    expect(after).toStrictEqual(before)
   })
 })
