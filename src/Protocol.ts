@@ -225,7 +225,10 @@ export interface InvalidMessage {
  */
 export type ServerMessage = KnownServerMessage | UnknownMessage | InvalidMessage
 
-const knownTypes = new Set(["system", "ack", "pong", "error"])
+// the types the union decodes, read from it: a new message is its schema in the union, nothing else here
+const knownTypes: ReadonlySet<string> = new Set(
+  KnownServerMessage.members.map((member) => member.fields.type.literals[0])
+)
 const decodeKnown = Schema.decodeUnknownEither(KnownServerMessage, { onExcessProperty: "preserve" })
 const EXCERPT = 200
 
