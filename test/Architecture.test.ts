@@ -70,4 +70,26 @@ describe("the layout", () => {
     const files = fs.readdirSync(path.join(root, "internal"), { withFileTypes: true }).filter((e) => e.isFile())
     expect(files.length).toBeLessThanOrEqual(MAX_FILES_IN_INTERNAL)
   })
+
+  it("names no internal type in the public declarations", () => {
+    // what a user's editor reads: the .d.ts of every public module, emitted in memory
+    const config = ts.getParsedCommandLineOfConfigFile(path.join(root, "..", "tsconfig.build.json"), undefined, {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: () => {}
+    })!
+    const program = ts.createProgram([path.join(root, "index.ts")], {
+      ...config.options,
+      noEmit: false,
+      emitDeclarationOnly: true,
+      declarationMap: false,
+      sourceMap: false
+    })
+    const leaks: Array<string> = []
+    program.emit(undefined, (name, text) => {
+      const file = path.relative(path.join(root, "..", "dist"), name)
+      if (file.startsWith("internal") || file.startsWith("cli")) return
+      for (const line of text.split("\n")) if (/from "\.\/(internal|cli)\//.test(line)) leaks.push(`${file}: ${line}`)
+    })
+    expect(leaks).toStrictEqual([])
+  }, 60_000)
 })
