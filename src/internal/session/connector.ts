@@ -114,6 +114,11 @@ export class Connector {
     )
   }
 
+  /** After a drop: a new connection, unless the drop says that no attempt can help (a refused key). */
+  reconnect(dropped: AvatarError): Effect.Effect<Link, AvatarError> {
+    return dropped.retryable ? this.connect("reconnect", dropped) : Effect.fail(dropped)
+  }
+
   /** One attempt on the next instance. */
   private once(reapply: boolean): Effect.Effect<Link, AvatarError> {
     return Effect.gen(this, function* () {

@@ -155,8 +155,7 @@ class Driver {
           unconfirmedFrames: doubtful
         })
       )
-      if (!reason.retryable) return yield* this.end(Option.some(reason))
-      const next = yield* Effect.either(this.connector.connect("reconnect", reason))
+      const next = yield* Effect.either(this.connector.reconnect(reason))
       if (Either.isLeft(next)) return yield* this.end(Option.some(next.left))
       this.connector.takePending()
       this.reconnects++
