@@ -32,7 +32,9 @@ import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as internal from "./internal/simulator/simulator.js"
+import * as Constants from "./internal/constants.js"
+import * as Hostile from "./internal/simulator/hostile.js"
+import * as internal from "./internal/simulator/wiring.js"
 
 /**
  * The avatar id every instance serves unless told otherwise.
@@ -40,7 +42,7 @@ import * as internal from "./internal/simulator/simulator.js"
  * @since 0.1.0
  * @category constants
  */
-export const DEFAULT_AVATAR_ID: string = internal.DEFAULT_AVATAR_ID
+export const DEFAULT_AVATAR_ID: string = Constants.DEFAULT_AVATAR_ID
 
 /**
  * The discovery path, as the service serves it.
@@ -48,7 +50,7 @@ export const DEFAULT_AVATAR_ID: string = internal.DEFAULT_AVATAR_ID
  * @since 0.1.0
  * @category constants
  */
-export const DISCOVERY_PATH: string = internal.DISCOVERY_PATH
+export const DISCOVERY_PATH: string = Constants.SERVICE_STATUS_PATH
 
 /**
  * The WebSocket path of an instance.
@@ -56,7 +58,7 @@ export const DISCOVERY_PATH: string = internal.DISCOVERY_PATH
  * @since 0.1.0
  * @category constants
  */
-export const WEBSOCKET_PATH: string = internal.WEBSOCKET_PATH
+export const WEBSOCKET_PATH: string = Constants.WEBSOCKET_PATH
 
 /**
  * A hostile server message, as {@link Faults.malformed} and {@link Service.sendMalformed}
@@ -91,7 +93,7 @@ export type MalformedKind =
  * @since 0.1.0
  * @category constants
  */
-export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = internal.MALFORMED_KINDS
+export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = Hostile.MALFORMED_KINDS
 
 /**
  * How the simulator ends a connection on purpose: `"close"` sends a close frame with a
@@ -113,7 +115,8 @@ export type DropMode = "close" | "terminate"
  * the next frame. Each of them fires at most once per connection.
  *
  * A value a server cannot act on (a close code it may not send, a count that is not a
- * whole number, an unknown kind) is a defect of `make` or `setFaults`.
+ * whole number, an HTTP status outside 100 to 599, a negative delay, an unknown kind) is a
+ * defect of `make` or `setFaults`, whose message names the field.
  *
  * @since 0.1.0
  * @category models

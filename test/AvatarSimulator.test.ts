@@ -894,6 +894,39 @@ describe("AvatarSimulator", () => {
         })
     )
 
+    it.scopedLive("a fault value a server cannot act on is a defect of make and setFaults, naming its field", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const defect = (faults: AvatarSimulator.Faults) =>
+          Effect.map(Effect.exit(sim.setFaults(0, faults)), (exit) =>
+            Exit.isFailure(exit) && exit.cause._tag === "Die" ? String(exit.cause.defect) : "accepted"
+          )
+        expect(yield* defect({ tooSoon: 1.5 })).toContain("tooSoon: 1.5 is not a whole number >= 0")
+        expect(yield* defect({ refuseUpgrade: 42 })).toContain(
+          "refuseUpgrade: 42 is not a whole number from 100 to 599"
+        )
+        expect(yield* defect({ ackDelay: -5 })).toContain("ackDelay: -5 is not a duration")
+        expect(yield* defect({ errorAfterFrames: { frames: 0, code: 1, message: "m" } })).toContain(
+          "errorAfterFrames.frames: 0 is not a whole number >= 1"
+        )
+        expect(
+          yield* defect({ malformed: { afterFrames: 1, count: 1, kinds: ["nope" as AvatarSimulator.MalformedKind] } })
+        ).toContain('malformed.kinds: "nope" is not a malformed kind')
+        expect(yield* defect({ dropAfterFrames: { frames: 1, code: 1005 } })).toContain(
+          "dropAfterFrames.code: 1005 is not a close code a server may send"
+        )
+        expect(yield* defect({ ackDelay: "1 second", tooSoon: 0, dropAfterFrames: { frames: 1, code: 4100 } })).toBe(
+          "accepted"
+        )
+        const bad = yield* Effect.exit(
+          Effect.scoped(AvatarSimulator.make({ instances: [{}, { faults: { tooSoon: -1 } }] }))
+        )
+        expect(Exit.isFailure(bad) && bad.cause._tag === "Die" && String(bad.cause.defect)).toContain(
+          "AvatarSimulator.make: instance 1: tooSoon: -1 is not a whole number >= 0"
+        )
+      })
+    )
+
     it.scopedLive("recordAudio: false counts frames and bytes without keeping them", () =>
       Effect.gen(function* () {
         const sim = yield* AvatarSimulator.make({ recordAudio: false })
