@@ -70,7 +70,8 @@ export const WEBSOCKET_PATH: string = Constants.WEBSOCKET_PATH
  * - `"no-type"`: `{"v":2,"pld":{}}`
  * - `"wrong-shape"`: an ack whose payload is wrong, `{"v":2,"type":"ack","mid":M,"pld":{"status":17}}`
  * - `"unknown-type"`: `{"v":2,"type":"subtitle","mid":M,"pld":{"text":"hi"}}`
- * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent
+ * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent (as far as
+ *   the record knows: without `recordAudio`, the mids of chat messages are not kept)
  * - `"huge"`: a valid JSON text frame of a little over 2 MiB, an unknown type
  *   (`subtitle`) whose `text` holds 2 MiB
  *
@@ -230,9 +231,10 @@ export interface Options {
   /** The discovery port; default 0 (ephemeral). Instances always listen on ephemeral ports. */
   readonly port?: number
   /**
-   * Keep the bytes of every chat frame (default `true`). Turn it off for load tests with
-   * many sessions: frames and bytes are still counted, but `frames` stays empty and
-   * `audio` returns nothing.
+   * Keep every chat frame: its bytes, its arrival time and its mid (default `true`). Turn it
+   * off for load tests with many sessions: frames and bytes are still counted, but nothing is
+   * kept per frame, so a record does not grow with the audio: `frames` stays empty, `mids`
+   * holds no chat mids, and `audio` returns nothing.
    */
   readonly recordAudio?: boolean
 }
@@ -286,7 +288,7 @@ export interface SessionRecord {
   /** Valid chat frames received, counted even when `recordAudio` is off. */
   readonly frameCount: number
   readonly audioBytes: number
-  /** The mid of every valid client message, in order. */
+  /** The mid of every valid client message, in order; chat mids only with `recordAudio`. */
   readonly mids: ReadonlyArray<string>
   readonly commands: ReadonlyArray<CommandRecord>
   readonly pings: number

@@ -940,6 +940,29 @@ describe("AvatarSimulator", () => {
         expect(yield* sim.audio("session-1")).toEqual(new Uint8Array(0))
       })
     )
+
+    it.scopedLive("recordAudio: false keeps nothing per chat frame, so a long load test does not grow the record", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ recordAudio: false })
+        const client = yield* ready(sim.instances[0]!)
+        const audio = Buffer.alloc(640, 1).toString("base64")
+        const sendFrames = (from: number, to: number) =>
+          Effect.gen(function* () {
+            for (let i = from; i < to; i++) yield* client.send(Protocol.encodeChat(`c${i}`, audio))
+          })
+        yield* client.send(Protocol.ping("p1"))
+        yield* sendFrames(0, 10)
+        const early = (yield* eventually(sim.sessions, (s) => s[0]!.frameCount === 10))[0]!
+        yield* sendFrames(10, 2_000)
+        yield* client.send(Protocol.ping("p2"))
+        const late = (yield* eventually(sim.sessions, (s) => s[0]!.pings === 2))[0]!
+        expect(late).toMatchObject({ frameCount: 2_000, audioBytes: 2_000 * 640, frames: [] })
+        // 1,990 more frames: only the digits of the counts (and the one more mid) grew
+        expect(JSON.stringify(late).length - JSON.stringify(early).length).toBeLessThan(20)
+        // the mids of the other messages are still kept: they are not per frame
+        expect(late.mids).toEqual(["p1", "p2"])
+      })
+    )
   })
 
   it.scopedLive("fails with SimulatorError when the port is taken", () =>
