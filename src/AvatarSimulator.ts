@@ -69,11 +69,12 @@ export const WEBSOCKET_PATH: string = Constants.WEBSOCKET_PATH
  * - `"not-an-object"`: the text frame `[1,2,3]`
  * - `"no-type"`: `{"v":2,"pld":{}}`
  * - `"wrong-shape"`: an ack whose payload is wrong, `{"v":2,"type":"ack","mid":M,"pld":{"status":17}}`
- * - `"unknown-type"`: `{"v":2,"type":"subtitle","mid":M,"pld":{"text":"hi"}}`
+ * - `"unknown-type"`: `{"v":2,"type":"x-simulator-unknown","mid":M,"pld":{"text":"hi"}}`, a type
+ *   no real message will ever have (the `x-` prefix marks it as the simulator's own)
  * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent (as far as
  *   the record knows: without `recordAudio`, the mids of chat messages are not kept)
- * - `"huge"`: a valid JSON text frame of a little over 2 MiB, an unknown type
- *   (`subtitle`) whose `text` holds 2 MiB
+ * - `"huge"`: a valid JSON text frame of a little over 2 MiB, of the same unknown type
+ *   (`x-simulator-unknown`), whose `text` holds 2 MiB
  *
  * @since 0.1.0
  * @category models

@@ -175,7 +175,7 @@ const kindOf = (frame: RawFrame): string => {
   if (Array.isArray(json)) return text === "[1,2,3]" ? "not-an-object" : "array"
   if (json.type === undefined) return "no-type"
   if (json.type === "ack") return json.pld?.status === 17 ? "wrong-shape" : "unknown-ack"
-  if (json.type === "subtitle") {
+  if (json.type === "x-simulator-unknown") {
     return typeof json.pld?.text === "string" && json.pld.text.length >= 2 * 1024 * 1024 ? "huge" : "unknown-type"
   }
   return json.type
@@ -881,6 +881,14 @@ describe("AvatarSimulator", () => {
             type: "ack",
             mid: expect.any(String),
             pld: { status: 17 }
+          })
+
+          // the stand-in for an unknown type is a name no real message will ever have
+          expect(JSON.parse(frames[5]!.data.toString("utf8"))).toEqual({
+            v: 2,
+            type: "x-simulator-unknown",
+            mid: expect.any(String),
+            pld: { text: "hi" }
           })
 
           expect(yield* sim.sendMalformed(0, 3, ["huge", "unknown-ack", "no-type"])).toBe(1)

@@ -4,8 +4,14 @@ import type * as AvatarSimulator from "../../AvatarSimulator.js"
 import * as Protocol from "../../Protocol.js"
 import type * as Messages from "./messages.js"
 
-/** @internal The type of the `unknown-type` and `huge` messages. */
-export const UNKNOWN_TYPE = "subtitle"
+/**
+ * The type of the `unknown-type` and `huge` messages. A name the service could one day send
+ * (such as `subtitle`) would make the simulator lie about it; the `x-` prefix marks a name
+ * that is the simulator's own.
+ *
+ * @internal
+ */
+export const UNKNOWN_TYPE = "x-simulator-unknown"
 
 /** The `text` of a `huge` message: 2 MiB. */
 const HUGE_TEXT_LENGTH = 2 * 1024 * 1024
