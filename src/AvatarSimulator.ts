@@ -32,7 +32,9 @@ import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as internal from "./internal/simulator/simulator.js"
+import * as Constants from "./internal/constants.js"
+import * as Hostile from "./internal/simulator/hostile.js"
+import * as internal from "./internal/simulator/wiring.js"
 
 /**
  * The avatar id every instance serves unless told otherwise.
@@ -40,7 +42,7 @@ import * as internal from "./internal/simulator/simulator.js"
  * @since 0.1.0
  * @category constants
  */
-export const DEFAULT_AVATAR_ID: string = internal.DEFAULT_AVATAR_ID
+export const DEFAULT_AVATAR_ID: string = Constants.DEFAULT_AVATAR_ID
 
 /**
  * The discovery path, as the service serves it.
@@ -48,7 +50,7 @@ export const DEFAULT_AVATAR_ID: string = internal.DEFAULT_AVATAR_ID
  * @since 0.1.0
  * @category constants
  */
-export const DISCOVERY_PATH: string = internal.DISCOVERY_PATH
+export const DISCOVERY_PATH: string = Constants.SERVICE_STATUS_PATH
 
 /**
  * The WebSocket path of an instance.
@@ -56,7 +58,7 @@ export const DISCOVERY_PATH: string = internal.DISCOVERY_PATH
  * @since 0.1.0
  * @category constants
  */
-export const WEBSOCKET_PATH: string = internal.WEBSOCKET_PATH
+export const WEBSOCKET_PATH: string = Constants.WEBSOCKET_PATH
 
 /**
  * A hostile server message, as {@link Faults.malformed} and {@link Service.sendMalformed}
@@ -67,10 +69,12 @@ export const WEBSOCKET_PATH: string = internal.WEBSOCKET_PATH
  * - `"not-an-object"`: the text frame `[1,2,3]`
  * - `"no-type"`: `{"v":2,"pld":{}}`
  * - `"wrong-shape"`: an ack whose payload is wrong, `{"v":2,"type":"ack","mid":M,"pld":{"status":17}}`
- * - `"unknown-type"`: `{"v":2,"type":"subtitle","mid":M,"pld":{"text":"hi"}}`
- * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent
- * - `"huge"`: a valid JSON text frame of a little over 2 MiB, an unknown type
- *   (`subtitle`) whose `text` holds 2 MiB
+ * - `"unknown-type"`: `{"v":2,"type":"x-simulator-unknown","mid":M,"pld":{"text":"hi"}}`, a type
+ *   no real message will ever have (the `x-` prefix marks it as the simulator's own)
+ * - `"unknown-ack"`: a well-formed ack whose `original_mid` the client never sent (as far as
+ *   the record knows: without `recordAudio`, the mids of chat messages are not kept)
+ * - `"huge"`: a valid JSON text frame of a little over 2 MiB, of the same unknown type
+ *   (`x-simulator-unknown`), whose `text` holds 2 MiB
  *
  * @since 0.1.0
  * @category models
@@ -91,7 +95,7 @@ export type MalformedKind =
  * @since 0.1.0
  * @category constants
  */
-export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = internal.MALFORMED_KINDS
+export const MALFORMED_KINDS: ReadonlyArray<MalformedKind> = Hostile.MALFORMED_KINDS
 
 /**
  * How the simulator ends a connection on purpose: `"close"` sends a close frame with a
@@ -113,7 +117,8 @@ export type DropMode = "close" | "terminate"
  * the next frame. Each of them fires at most once per connection.
  *
  * A value a server cannot act on (a close code it may not send, a count that is not a
- * whole number, an unknown kind) is a defect of `make` or `setFaults`.
+ * whole number, an HTTP status outside 100 to 599, a negative delay, an unknown kind) is a
+ * defect of `make` or `setFaults`, whose message names the field.
  *
  * @since 0.1.0
  * @category models
@@ -227,9 +232,10 @@ export interface Options {
   /** The discovery port; default 0 (ephemeral). Instances always listen on ephemeral ports. */
   readonly port?: number
   /**
-   * Keep the bytes of every chat frame (default `true`). Turn it off for load tests with
-   * many sessions: frames and bytes are still counted, but `frames` stays empty and
-   * `audio` returns nothing.
+   * Keep every chat frame: its bytes, its arrival time and its mid (default `true`). Turn it
+   * off for load tests with many sessions: frames and bytes are still counted, but nothing is
+   * kept per frame, so a record does not grow with the audio: `frames` stays empty, `mids`
+   * holds no chat mids, and `audio` returns nothing.
    */
   readonly recordAudio?: boolean
 }
@@ -283,7 +289,7 @@ export interface SessionRecord {
   /** Valid chat frames received, counted even when `recordAudio` is off. */
   readonly frameCount: number
   readonly audioBytes: number
-  /** The mid of every valid client message, in order. */
+  /** The mid of every valid client message, in order; chat mids only with `recordAudio`. */
   readonly mids: ReadonlyArray<string>
   readonly commands: ReadonlyArray<CommandRecord>
   readonly pings: number

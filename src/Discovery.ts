@@ -18,6 +18,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { AvatarConfig } from "./AvatarConfig.js"
 import { AuthenticationError, ServiceDiscoveryError } from "./AvatarError.js"
+import * as Constants from "./internal/constants.js"
 
 /**
  * The path the reference SDK always requests on the discovery host.
@@ -25,7 +26,7 @@ import { AuthenticationError, ServiceDiscoveryError } from "./AvatarError.js"
  * @since 0.1.0
  * @category constants
  */
-export const SERVICE_STATUS_PATH = "/streamingAvatar/service_status"
+export const SERVICE_STATUS_PATH = Constants.SERVICE_STATUS_PATH
 
 /**
  * The WebSocket path on an instance.
@@ -33,7 +34,7 @@ export const SERVICE_STATUS_PATH = "/streamingAvatar/service_status"
  * @since 0.1.0
  * @category constants
  */
-export const WEBSOCKET_PATH = "/streamingAvatar/ws/v1"
+export const WEBSOCKET_PATH = Constants.WEBSOCKET_PATH
 
 /**
  * One service instance as discovery reported it.

@@ -175,7 +175,7 @@ const kindOf = (frame: RawFrame): string => {
   if (Array.isArray(json)) return text === "[1,2,3]" ? "not-an-object" : "array"
   if (json.type === undefined) return "no-type"
   if (json.type === "ack") return json.pld?.status === 17 ? "wrong-shape" : "unknown-ack"
-  if (json.type === "subtitle") {
+  if (json.type === "x-simulator-unknown") {
     return typeof json.pld?.text === "string" && json.pld.text.length >= 2 * 1024 * 1024 ? "huge" : "unknown-type"
   }
   return json.type
@@ -883,6 +883,14 @@ describe("AvatarSimulator", () => {
             pld: { status: 17 }
           })
 
+          // the stand-in for an unknown type is a name no real message will ever have
+          expect(JSON.parse(frames[5]!.data.toString("utf8"))).toEqual({
+            v: 2,
+            type: "x-simulator-unknown",
+            mid: expect.any(String),
+            pld: { text: "hi" }
+          })
+
           expect(yield* sim.sendMalformed(0, 3, ["huge", "unknown-ack", "no-type"])).toBe(1)
           expect(yield* sim.sendMalformed(1, 3)).toBe(0)
           const more = [yield* client.nextRaw, yield* client.nextRaw, yield* client.nextRaw]
@@ -892,6 +900,39 @@ describe("AvatarSimulator", () => {
           expect(kindOf(yield* client.nextRaw)).toBe("pong")
           expect((yield* sim.sessions)[0]).toMatchObject({ frameCount: 5, invalid: 0, open: true })
         })
+    )
+
+    it.scopedLive("a fault value a server cannot act on is a defect of make and setFaults, naming its field", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const defect = (faults: AvatarSimulator.Faults) =>
+          Effect.map(Effect.exit(sim.setFaults(0, faults)), (exit) =>
+            Exit.isFailure(exit) && exit.cause._tag === "Die" ? String(exit.cause.defect) : "accepted"
+          )
+        expect(yield* defect({ tooSoon: 1.5 })).toContain("tooSoon: 1.5 is not a whole number >= 0")
+        expect(yield* defect({ refuseUpgrade: 42 })).toContain(
+          "refuseUpgrade: 42 is not a whole number from 100 to 599"
+        )
+        expect(yield* defect({ ackDelay: -5 })).toContain("ackDelay: -5 is not a duration")
+        expect(yield* defect({ errorAfterFrames: { frames: 0, code: 1, message: "m" } })).toContain(
+          "errorAfterFrames.frames: 0 is not a whole number >= 1"
+        )
+        expect(
+          yield* defect({ malformed: { afterFrames: 1, count: 1, kinds: ["nope" as AvatarSimulator.MalformedKind] } })
+        ).toContain('malformed.kinds: "nope" is not a malformed kind')
+        expect(yield* defect({ dropAfterFrames: { frames: 1, code: 1005 } })).toContain(
+          "dropAfterFrames.code: 1005 is not a close code a server may send"
+        )
+        expect(yield* defect({ ackDelay: "1 second", tooSoon: 0, dropAfterFrames: { frames: 1, code: 4100 } })).toBe(
+          "accepted"
+        )
+        const bad = yield* Effect.exit(
+          Effect.scoped(AvatarSimulator.make({ instances: [{}, { faults: { tooSoon: -1 } }] }))
+        )
+        expect(Exit.isFailure(bad) && bad.cause._tag === "Die" && String(bad.cause.defect)).toContain(
+          "AvatarSimulator.make: instance 1: tooSoon: -1 is not a whole number >= 0"
+        )
+      })
     )
 
     it.scopedLive("recordAudio: false counts frames and bytes without keeping them", () =>
@@ -905,6 +946,29 @@ describe("AvatarSimulator", () => {
         const [session] = yield* sim.sessions
         expect(session).toMatchObject({ frameCount: 2, audioBytes: 1_921, frames: [] })
         expect(yield* sim.audio("session-1")).toEqual(new Uint8Array(0))
+      })
+    )
+
+    it.scopedLive("recordAudio: false keeps nothing per chat frame, so a long load test does not grow the record", () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ recordAudio: false })
+        const client = yield* ready(sim.instances[0]!)
+        const audio = Buffer.alloc(640, 1).toString("base64")
+        const sendFrames = (from: number, to: number) =>
+          Effect.gen(function* () {
+            for (let i = from; i < to; i++) yield* client.send(Protocol.encodeChat(`c${i}`, audio))
+          })
+        yield* client.send(Protocol.ping("p1"))
+        yield* sendFrames(0, 10)
+        const early = (yield* eventually(sim.sessions, (s) => s[0]!.frameCount === 10))[0]!
+        yield* sendFrames(10, 2_000)
+        yield* client.send(Protocol.ping("p2"))
+        const late = (yield* eventually(sim.sessions, (s) => s[0]!.pings === 2))[0]!
+        expect(late).toMatchObject({ frameCount: 2_000, audioBytes: 2_000 * 640, frames: [] })
+        // 1,990 more frames: only the digits of the counts (and the one more mid) grew
+        expect(JSON.stringify(late).length - JSON.stringify(early).length).toBeLessThan(20)
+        // the mids of the other messages are still kept: they are not per frame
+        expect(late.mids).toEqual(["p1", "p2"])
       })
     )
   })

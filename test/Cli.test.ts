@@ -229,6 +229,10 @@ describe("akool-avatar simulate", () => {
       const bad = yield* cli(["simulate", "--drop-code", "1006", "--drop-after-frames", "1"])
       expect(bad.code).toBe(2)
       expect(bad.stderr).toContain("error: --drop-code: 1006 is not a close code a server may send")
+      // the flags are judged by the simulator's own check of its faults, and named in its words
+      const kind = yield* cli(["simulate", "--malformed-after-frames", "1", "--malformed-kinds", "huge,nope"])
+      expect(kind.code).toBe(2)
+      expect(kind.stderr).toContain('error: --malformed-kinds: "nope" is not a malformed kind; the kinds are not-json,')
     })
   )
 })

@@ -7,6 +7,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as AvatarSimulator from "../AvatarSimulator.js"
+import * as Faults from "../internal/simulator/faults.js"
 import { report, UsageError } from "./report.js"
 
 const int = (name: string, description: string) =>
@@ -95,14 +96,12 @@ const options = {
 
 type Parsed = Command.Command.ParseConfig<typeof options>
 
-const whole = (name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  Number.isInteger(value) && value >= min && value <= max
+const whole = (name: string, value: number, min: number, max?: number) => {
+  const problem = Faults.wholeProblem(`--${name}`, value, min, max)
+  return problem === undefined
     ? Effect.succeed(value)
-    : Effect.fail(
-        new UsageError({
-          message: `--${name} needs a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? " up" : ` to ${max}`} (got ${value})`
-        })
-      )
+    : Effect.fail(new UsageError({ message: Faults.describe(problem) }))
+}
 
 const optionalWhole = (name: string, value: Option.Option<number>, min: number, max?: number) =>
   Option.match(value, {
@@ -110,13 +109,27 @@ const optionalWhole = (name: string, value: Option.Option<number>, min: number, 
     onSome: (v) => whole(name, v, min, max)
   })
 
-/** The codes a server may send in a close frame (RFC 6455 section 7.4). */
-const closeCode = (name: string, value: number) =>
-  Effect.flatMap(whole(name, value, 1000, 4999), (code) =>
-    (code > 1014 && code < 3000) || code === 1004 || code === 1005 || code === 1006
-      ? Effect.fail(new UsageError({ message: `--${name}: ${code} is not a close code a server may send` }))
-      : Effect.succeed(code)
-  )
+/** The flag that sets each field of `Faults` a problem can be about. */
+const FLAGS: Record<string, string> = {
+  tooSoon: "too-soon",
+  "refuseFirst.code": "refuse-first CODE",
+  "refuseFirst.attempts": "refuse-first K",
+  refuseUpgrade: "refuse-upgrade",
+  websocketConnectedDelay: "ws-connected-delay",
+  agoraConnectedDelay: "agora-connected-delay",
+  ackDelay: "ack-delay",
+  "commandError.code": "command-error CODE",
+  "commandError.message": "command-error MESSAGE",
+  "errorAfterFrames.frames": "error-after-frames",
+  "errorAfterFrames.code": "error-code",
+  "errorAfterFrames.message": "error-message",
+  "dropAfterFrames.frames": "drop-after-frames",
+  "dropAfterFrames.mode": "drop-mode",
+  "dropAfterFrames.code": "drop-code",
+  "malformed.afterFrames": "malformed-after-frames",
+  "malformed.count": "malformed-count",
+  "malformed.kinds": "malformed-kinds"
+}
 
 /** `A:B`, split at the first colon. */
 const pair = (name: string, value: string, shape: string) => {
@@ -129,6 +142,7 @@ const pair = (name: string, value: string, shape: string) => {
 const goesWith = (names: ReadonlyArray<string>, main: string) =>
   new UsageError({ message: `${names.map((n) => `--${n}`).join(" and ")} go with --${main}` })
 
+/** The flags as faults, unjudged: `Faults.validate` judges them as it judges `make`'s. */
 const faultsOf = (o: Parsed) =>
   Effect.gen(function* () {
     const faults: { -readonly [K in keyof AvatarSimulator.Faults]: AvatarSimulator.Faults[K] } = {}
@@ -139,73 +153,59 @@ const faultsOf = (o: Parsed) =>
     if (o.noPong) faults.noPong = true
     if (o.noAck) faults.noAck = true
     if (o.noAgoraConnected) faults.noAgoraConnected = true
-    const tooSoon = yield* optionalWhole("too-soon", o.tooSoon, 0)
-    if (tooSoon !== undefined) faults.tooSoon = tooSoon
-    const refuseUpgrade = yield* optionalWhole("refuse-upgrade", o.refuseUpgrade, 100, 599)
-    if (refuseUpgrade !== undefined) faults.refuseUpgrade = refuseUpgrade
-    const wsDelay = yield* optionalWhole("ws-connected-delay", o.wsConnectedDelay, 0)
-    if (wsDelay !== undefined) faults.websocketConnectedDelay = wsDelay
-    const ackDelay = yield* optionalWhole("ack-delay", o.ackDelay, 0)
-    if (ackDelay !== undefined) faults.ackDelay = ackDelay
-    const agoraDelay = yield* optionalWhole("agora-connected-delay", o.agoraConnectedDelay, 0)
-    if (agoraDelay !== undefined) faults.agoraConnectedDelay = agoraDelay
+    if (Option.isSome(o.tooSoon)) faults.tooSoon = o.tooSoon.value
+    if (Option.isSome(o.refuseUpgrade)) faults.refuseUpgrade = o.refuseUpgrade.value
+    if (Option.isSome(o.wsConnectedDelay)) faults.websocketConnectedDelay = o.wsConnectedDelay.value
+    if (Option.isSome(o.ackDelay)) faults.ackDelay = o.ackDelay.value
+    if (Option.isSome(o.agoraConnectedDelay)) faults.agoraConnectedDelay = o.agoraConnectedDelay.value
     if (Option.isSome(o.refuseFirst)) {
       const [code, attempts] = yield* pair("refuse-first", o.refuseFirst.value, "CODE:K, e.g. 4004:3")
-      const c = yield* whole("refuse-first CODE", Number(code), 4001, 4004)
-      if (c !== 4001 && c !== 4003 && c !== 4004) {
-        return yield* new UsageError({ message: "--refuse-first CODE is 4001, 4003 or 4004" })
-      }
-      faults.refuseFirst = { code: c, attempts: yield* whole("refuse-first K", Number(attempts), 0) }
+      // judged below, with the rest: a code other than 4001, 4003 or 4004 is refused there
+      faults.refuseFirst = { code: Number(code) as 4001, attempts: Number(attempts) }
     }
     if (Option.isSome(o.commandError)) {
       const [code, message] = yield* pair("command-error", o.commandError.value, "CODE:MESSAGE, e.g. 5001:no capacity")
-      faults.commandError = { code: yield* whole("command-error CODE", Number(code), 0), message }
+      faults.commandError = { code: Number(code), message }
     }
-    const errorAfter = yield* optionalWhole("error-after-frames", o.errorAfterFrames, 1)
-    if (errorAfter === undefined && (Option.isSome(o.errorCode) || Option.isSome(o.errorMessage))) {
+    if (Option.isNone(o.errorAfterFrames) && (Option.isSome(o.errorCode) || Option.isSome(o.errorMessage))) {
       return yield* goesWith(["error-code", "error-message"], "error-after-frames")
     }
-    if (errorAfter !== undefined) {
+    if (Option.isSome(o.errorAfterFrames)) {
       faults.errorAfterFrames = {
-        frames: errorAfter,
-        code: (yield* optionalWhole("error-code", o.errorCode, 0)) ?? 5000,
+        frames: o.errorAfterFrames.value,
+        code: Option.getOrElse(o.errorCode, () => 5000),
         message: Option.getOrElse(o.errorMessage, () => "simulated stream error")
       }
     }
-    const dropAfter = yield* optionalWhole("drop-after-frames", o.dropAfterFrames, 1)
-    if (dropAfter === undefined && (Option.isSome(o.dropMode) || Option.isSome(o.dropCode))) {
+    if (Option.isNone(o.dropAfterFrames) && (Option.isSome(o.dropMode) || Option.isSome(o.dropCode))) {
       return yield* goesWith(["drop-mode", "drop-code"], "drop-after-frames")
     }
-    if (dropAfter !== undefined) {
-      const code = Option.isSome(o.dropCode) ? yield* closeCode("drop-code", o.dropCode.value) : undefined
+    if (Option.isSome(o.dropAfterFrames)) {
       faults.dropAfterFrames = {
-        frames: dropAfter,
+        frames: o.dropAfterFrames.value,
         ...(Option.isSome(o.dropMode) ? { mode: o.dropMode.value } : {}),
-        ...(code === undefined ? {} : { code })
+        ...(Option.isSome(o.dropCode) ? { code: o.dropCode.value } : {})
       }
     }
-    const malformedAfter = yield* optionalWhole("malformed-after-frames", o.malformedAfterFrames, 1)
-    if (malformedAfter === undefined && (Option.isSome(o.malformedCount) || Option.isSome(o.malformedKinds))) {
+    if (Option.isNone(o.malformedAfterFrames) && (Option.isSome(o.malformedCount) || Option.isSome(o.malformedKinds))) {
       return yield* goesWith(["malformed-count", "malformed-kinds"], "malformed-after-frames")
     }
-    if (malformedAfter !== undefined) {
-      let kinds: ReadonlyArray<AvatarSimulator.MalformedKind> | undefined
-      if (Option.isSome(o.malformedKinds)) {
-        const names = o.malformedKinds.value.split(",").map((k) => k.trim())
-        for (const kind of names) {
-          if (!(AvatarSimulator.MALFORMED_KINDS as ReadonlyArray<string>).includes(kind)) {
-            return yield* new UsageError({
-              message: `--malformed-kinds: unknown kind ${JSON.stringify(kind)}; the kinds are ${AvatarSimulator.MALFORMED_KINDS.join(", ")}`
-            })
-          }
-        }
-        kinds = names as ReadonlyArray<AvatarSimulator.MalformedKind>
-      }
+    if (Option.isSome(o.malformedAfterFrames)) {
       faults.malformed = {
-        afterFrames: malformedAfter,
-        count: (yield* optionalWhole("malformed-count", o.malformedCount, 0)) ?? AvatarSimulator.MALFORMED_KINDS.length,
-        ...(kinds === undefined ? {} : { kinds })
+        afterFrames: o.malformedAfterFrames.value,
+        count: Option.getOrElse(o.malformedCount, () => AvatarSimulator.MALFORMED_KINDS.length),
+        ...(Option.isSome(o.malformedKinds)
+          ? {
+              kinds: o.malformedKinds.value
+                .split(",")
+                .map((k) => k.trim()) as ReadonlyArray<AvatarSimulator.MalformedKind>
+            }
+          : {})
       }
+    }
+    const problem = Faults.validate(faults)
+    if (problem !== undefined) {
+      return yield* new UsageError({ message: `--${FLAGS[problem.path] ?? problem.path}: ${problem.message}` })
     }
     return faults as AvatarSimulator.Faults
   })

@@ -1,0 +1,169 @@
+import type * as Clock from "effect/Clock"
+import type * as AvatarSimulator from "../../AvatarSimulator.js"
+
+/**
+ * What one connection received. The per-frame path is a few property writes: no fiber, no
+ * Effect, no allocation beyond the frame itself, and none at all when audio is not recorded.
+ *
+ * @internal
+ */
+export class ConnectionRecord {
+  private readonly frames: Array<AvatarSimulator.ChatFrame> = []
+  private chatFrames = 0
+  private audioBytes = 0
+  private readonly mids: Array<string> = []
+  private readonly commands: Array<AvatarSimulator.CommandRecord> = []
+  private pings = 0
+  private invalid = 0
+  private open = false
+  private closeCode: number | undefined = undefined
+  private dropped = false
+
+  constructor(
+    readonly id: number,
+    readonly instance: number,
+    readonly sessionId: string,
+    readonly avatarId: string,
+    readonly refusedWith: number | undefined,
+    /** The audio of the session, shared by its connections; absent when audio is not recorded. */
+    private readonly audio: Array<Uint8Array> | undefined
+  ) {}
+
+  get frameCount(): number {
+    return this.chatFrames
+  }
+
+  get isOpen(): boolean {
+    return this.open
+  }
+
+  unsafeChat(mid: string, base64: string, clock: Clock.Clock): void {
+    this.chatFrames++
+    if (this.audio === undefined) {
+      // A load test sends frames for hours: nothing kept here may grow with them.
+      this.audioBytes += Buffer.byteLength(base64, "base64")
+      return
+    }
+    const bytes = Buffer.from(base64, "base64")
+    this.audioBytes += bytes.byteLength
+    this.mids.push(mid)
+    this.frames.push({ mid, bytes, at: clock.unsafeCurrentTimeMillis() })
+    this.audio.push(bytes)
+  }
+
+  /** A valid message other than chat. */
+  unsafeMessage(mid: string): void {
+    this.mids.push(mid)
+  }
+
+  unsafeCommand(command: AvatarSimulator.CommandRecord): void {
+    this.commands.push(command)
+  }
+
+  unsafePing(): void {
+    this.pings++
+  }
+
+  unsafeInvalid(): void {
+    this.invalid++
+  }
+
+  unsafeOpened(): void {
+    this.open = true
+  }
+
+  unsafeDropped(dropped: boolean): void {
+    this.dropped = dropped
+  }
+
+  unsafeClosed(code: number): void {
+    this.open = false
+    this.closeCode = code
+  }
+
+  hasMid(mid: string): boolean {
+    return this.mids.includes(mid)
+  }
+
+  snapshot(): AvatarSimulator.SessionRecord {
+    return {
+      id: this.id,
+      instance: this.instance,
+      sessionId: this.sessionId,
+      avatarId: this.avatarId,
+      frames: this.frames.slice(),
+      frameCount: this.chatFrames,
+      audioBytes: this.audioBytes,
+      mids: this.mids.slice(),
+      commands: this.commands.slice(),
+      pings: this.pings,
+      invalid: this.invalid,
+      refusedWith: this.refusedWith,
+      open: this.open,
+      closeCode: this.closeCode,
+      dropped: this.dropped
+    }
+  }
+}
+
+/**
+ * Everything one simulator received: its connections in order, the audio of each session
+ * across its connections, and the discovery requests.
+ *
+ * @internal
+ */
+export class Records {
+  private counter = 0
+  private readonly connections: Array<ConnectionRecord> = []
+  private readonly audio = new Map<string, Array<Uint8Array>>()
+  private readonly discovery: Array<AvatarSimulator.DiscoveryRequest> = []
+
+  constructor(private readonly recordAudio: boolean) {}
+
+  unsafeConnection(
+    instance: number,
+    sessionId: string,
+    avatarId: string,
+    refusedWith: number | undefined
+  ): ConnectionRecord {
+    const record = new ConnectionRecord(
+      ++this.counter,
+      instance,
+      sessionId,
+      avatarId,
+      refusedWith,
+      this.recordAudio ? this.chunksOf(sessionId) : undefined
+    )
+    this.connections.push(record)
+    return record
+  }
+
+  unsafeDiscoveryRequest(request: AvatarSimulator.DiscoveryRequest): void {
+    this.discovery.push(request)
+  }
+
+  sessions(): Array<AvatarSimulator.SessionRecord> {
+    return this.connections.map((c) => c.snapshot())
+  }
+
+  audioOf(sessionId: string): Uint8Array {
+    const chunks = this.audio.get(sessionId)
+    return chunks === undefined ? new Uint8Array(0) : new Uint8Array(Buffer.concat(chunks))
+  }
+
+  openConnections(): number {
+    return this.connections.filter((c) => c.isOpen).length
+  }
+
+  discoveryRequests(): Array<AvatarSimulator.DiscoveryRequest> {
+    return this.discovery.slice()
+  }
+
+  private chunksOf(sessionId: string): Array<Uint8Array> {
+    const chunks = this.audio.get(sessionId)
+    if (chunks !== undefined) return chunks
+    const created: Array<Uint8Array> = []
+    this.audio.set(sessionId, created)
+    return created
+  }
+}

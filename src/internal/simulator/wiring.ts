@@ -1,0 +1,178 @@
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type * as AvatarSimulator from "../../AvatarSimulator.js"
+import * as Constants from "../constants.js"
+import type * as Connection from "./connection.js"
+import * as Discovery from "./discovery.js"
+import * as Faults from "./faults.js"
+import * as Hostile from "./hostile.js"
+import * as Instance from "./instance.js"
+import * as Messages from "./messages.js"
+import * as Records from "./records.js"
+import * as Report from "./report.js"
+import * as Server from "./server.js"
+import * as Upgrade from "./upgrade.js"
+
+const isUnspecified = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
+
+const instanceOptions = (options: AvatarSimulator.Options): ReadonlyArray<AvatarSimulator.InstanceOptions> =>
+  options.instances === undefined
+    ? [{}]
+    : typeof options.instances === "number"
+      ? Array.from({ length: Math.max(0, Math.floor(options.instances)) }, () => ({}))
+      : options.instances
+
+/** Unwrapped once, here, and only ever compared: the key is never logged nor recorded. */
+const keyCheck = (apiKey: AvatarSimulator.Options["apiKey"]) => {
+  const expected = apiKey === undefined ? undefined : Redacted.isRedacted(apiKey) ? Redacted.value(apiKey) : apiKey
+  return (key: string | undefined): boolean =>
+    typeof key === "string" && key.length > 0 && (expected === undefined || key === expected)
+}
+
+const dieWith = (where: string, problem: Faults.Problem) =>
+  Effect.dieMessage(`AvatarSimulator.${where}: ${Faults.describe(problem)}`)
+
+/** Ends the selected connections and waits until their fibers have ended. */
+const end = (
+  connections: () => ReadonlyArray<Connection.Connection>,
+  request: Connection.CloseRequest
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const live = connections()
+    for (const c of live) c.unsafeRequestClose(request)
+    return Effect.forEach(live, (c) => c.awaitClosed, { discard: true })
+  })
+
+const dropRequest = (
+  name: string,
+  options: { readonly mode?: AvatarSimulator.DropMode; readonly code?: number } | undefined
+): Effect.Effect<Connection.CloseRequest> => {
+  const problem = Faults.dropProblem(options)
+  return problem !== undefined
+    ? dieWith(name, problem)
+    : Effect.succeed({
+        mode: options?.mode ?? "close",
+        code: options?.code ?? 1011,
+        reason: "dropped by the simulator",
+        dropped: true
+      })
+}
+
+interface Parts {
+  readonly discoveryUrl: string
+  readonly advertisedHost: string
+  readonly instances: ReadonlyArray<Instance.Instance>
+  readonly records: Records.Records
+  readonly discovery: Discovery.Discovery
+  readonly hostile: Hostile.Hostile
+}
+
+/** The service over the running parts. */
+const service = (parts: Parts): AvatarSimulator.Service => {
+  const { instances, records } = parts
+  const instanceAt = (index: number) =>
+    Effect.suspend(() => {
+      const instance = instances[index]
+      return instance === undefined
+        ? Effect.dieMessage(`AvatarSimulator: there is no instance ${index} (it has ${instances.length})`)
+        : Effect.succeed(instance)
+    })
+  const everyConnection = () => instances.flatMap((i) => Array.from(i.connections))
+  return {
+    discoveryUrl: parts.discoveryUrl,
+    instances: instances.map((i) => ({
+      index: i.index,
+      host: parts.advertisedHost,
+      port: i.port,
+      avatarId: i.avatarId
+    })),
+    setFaults: (index, faults) =>
+      Effect.flatMap(instanceAt(index), (instance) => {
+        const problem = Faults.validate(faults)
+        return problem === undefined
+          ? Effect.sync(() => instance.unsafeSetFaults(faults))
+          : dieWith(`setFaults: instance ${index}`, problem)
+      }),
+    setDiscovery: (behaviour) => Effect.sync(() => parts.discovery.unsafeSetBehaviour(behaviour)),
+    sessions: Effect.sync(() => records.sessions()),
+    audio: (sessionId) => Effect.sync(() => records.audioOf(sessionId)),
+    openConnections: Effect.sync(() => records.openConnections()),
+    discoveryRequests: Effect.sync(() => records.discoveryRequests()),
+    dropAll: (options) => Effect.flatMap(dropRequest("dropAll", options), (request) => end(everyConnection, request)),
+    drop: (index, options) =>
+      Effect.flatMap(instanceAt(index), (instance) =>
+        Effect.flatMap(dropRequest("drop", options), (request) => end(() => Array.from(instance.connections), request))
+      ),
+    sendMalformed: (index, count, kinds) =>
+      Effect.flatMap(instanceAt(index), (instance) => {
+        const problem = Faults.sendMalformedProblem(count, kinds)
+        if (problem !== undefined) return dieWith("sendMalformed", problem)
+        return Effect.suspend(() => {
+          const targets = Array.from(instance.connections).filter(
+            (c) => c.record.isOpen && !c.ending && c.write !== undefined
+          )
+          return Effect.as(
+            Effect.forEach(targets, (c) => parts.hostile.send(c.write!, c.record, count, kinds), { discard: true }),
+            targets.length
+          )
+        })
+      }),
+    report: Effect.sync(() => Report.render(records.sessions(), records.discoveryRequests().length))
+  }
+}
+
+/**
+ * Assembles the simulator: validates the faults, starts the discovery server and one
+ * WebSocket server per instance, and says goodbye to every client when the scope closes.
+ *
+ * @internal
+ */
+export const make = (
+  options: AvatarSimulator.Options,
+  listenError: (message: string) => AvatarSimulator.SimulatorError
+): Effect.Effect<AvatarSimulator.Service, AvatarSimulator.SimulatorError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const host = options.host ?? "127.0.0.1"
+    const advertisedHost = isUnspecified(host) ? "127.0.0.1" : host
+    const list = instanceOptions(options)
+    for (const [index, instance] of list.entries()) {
+      const problem = Faults.validate(instance.faults ?? {})
+      if (problem !== undefined) return yield* dieWith(`make: instance ${index}`, problem)
+    }
+    const instances = list.map((o, index) => new Instance.Instance(index, o))
+    const records = new Records.Records(options.recordAudio ?? true)
+    const messages = new Messages.ServerMessages()
+    const hostile = new Hostile.Hostile(messages)
+    const keyAccepted = keyCheck(options.apiKey)
+    const discovery = new Discovery.Discovery({
+      shape: options.discoveryShape ?? "code",
+      advertisedHost,
+      instances,
+      records,
+      keyAccepted
+    })
+    const discoveryPort = yield* Server.listen(host, options.port ?? 0, discovery.app, listenError)
+    const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile }
+    for (const instance of instances) {
+      instance.unsafeListening(yield* Server.listen(host, 0, Upgrade.app(context, instance), listenError))
+    }
+    // Say goodbye with 1001 (going away) before the servers go, as a service that restarts does.
+    yield* Effect.addFinalizer(() =>
+      end(() => instances.flatMap((i) => Array.from(i.connections)), {
+        mode: "close",
+        code: 1001,
+        reason: "the simulator is shutting down",
+        dropped: false
+      })
+    )
+    const urlHost = advertisedHost.includes(":") ? `[${advertisedHost}]` : advertisedHost
+    return service({
+      discoveryUrl: `http://${urlHost}:${discoveryPort}${Constants.SERVICE_STATUS_PATH}`,
+      advertisedHost,
+      instances,
+      records,
+      discovery,
+      hostile
+    })
+  })
