@@ -28,10 +28,10 @@ import * as AvatarClient from "../AvatarClient.js"
 import type * as AvatarSession from "../AvatarSession.js"
 import * as AvatarSimulator from "../AvatarSimulator.js"
 import { bytesPerSample, type Encoding } from "../internal/audio/pcm.js"
+import * as Constants from "../internal/constants.js"
 import type * as Protocol from "../Protocol.js"
 import { CheckFailed, report, UsageError } from "./report.js"
 
-const DEFAULT_AVATAR_ID = "dvp_Tristan_cloth2_1080P"
 const FORMATS = ["auto", "wav", "mp3", ...Audio.ENCODINGS] as const
 type Format = (typeof FORMATS)[number]
 
@@ -42,7 +42,7 @@ const options = {
   input: Args.text({ name: "file | -" }).pipe(
     Args.withDescription("A WAV or MP3 file, or - for standard input (raw PCM on stdin needs --format and --rate).")
   ),
-  avatarId: text("avatar-id", `The avatar to drive (default: $AKOOL_AVATAR_ID, else ${DEFAULT_AVATAR_ID}).`),
+  avatarId: text("avatar-id", `The avatar to drive (default: $AKOOL_AVATAR_ID, else ${Constants.DEFAULT_AVATAR_ID}).`),
   voice: text("voice", "Voice id for the avatar (set-params vid)."),
   language: Options.text("language").pipe(Options.withDescription("Language code."), Options.withDefault("en")),
   background: text("background", "Background image URL."),
@@ -227,7 +227,7 @@ const streamTo = (
 const run = (o: Parsed) =>
   Effect.gen(function* () {
     const source = yield* sourceOf(o)
-    const avatarId = Option.getOrElse(yield* setting(o.avatarId, "AKOOL_AVATAR_ID"), () => DEFAULT_AVATAR_ID)
+    const avatarId = Option.getOrElse(yield* setting(o.avatarId, "AKOOL_AVATAR_ID"), () => Constants.DEFAULT_AVATAR_ID)
     const apiKey = Option.filter(
       yield* Config.option(Config.redacted("AKOOL_API_KEY")),
       (key) => Redacted.value(key).trim() !== ""

@@ -1,7 +1,7 @@
+import { BYTES_PER_SECOND } from "../../Audio.js"
 import type * as AvatarSimulator from "../../AvatarSimulator.js"
 
 /** PCM s16le, 16 kHz, mono. */
-const BYTES_PER_SECOND = 32_000
 
 const closeOf = (c: AvatarSimulator.SessionRecord): string =>
   c.open ? "open" : c.dropped ? `${c.closeCode} dropped` : String(c.closeCode)
