@@ -92,4 +92,37 @@ describe("the layout", () => {
     })
     expect(leaks).toStrictEqual([])
   }, 60_000)
+
+  it("keeps the import rules of ARCHITECTURE.md", () => {
+    const importsOf = (file: string) =>
+      ts
+        .createSourceFile(file, fs.readFileSync(file, "utf8"), ts.ScriptTarget.Latest, true)
+        .statements.filter(ts.isImportDeclaration)
+        .map((i) => {
+          const spec = (i.moduleSpecifier as ts.StringLiteral).text
+          return spec.startsWith(".") ? path.relative(root, path.resolve(path.dirname(file), spec)) : spec
+        })
+    const broken: Array<string> = []
+    for (const file of sources(root)) {
+      const at = path.relative(root, file)
+      for (const target of importsOf(file)) {
+        const rule =
+          (at.startsWith("internal/dataplane/") && /^internal\/(session|connection|simulator)\//.test(target)
+            ? "the data plane imports no session, connection or simulator code"
+            : undefined) ??
+          (at.startsWith("internal/session/") && /^(internal\/simulator\/|AvatarSimulator|cli\/)/.test(target)
+            ? "the session does not know the simulator"
+            : undefined) ??
+          (target === "ws" &&
+          !(at === "AvatarClient.ts" || at.startsWith("internal/connection/") || at.startsWith("internal/simulator/"))
+            ? "only the Node wiring and the simulator know ws"
+            : undefined) ??
+          (!at.startsWith("cli/") && !at.startsWith("bin/") && target.startsWith("cli/")
+            ? "only the executable imports the CLI"
+            : undefined)
+        if (rule) broken.push(`${at} imports ${target}: ${rule}`)
+      }
+    }
+    expect(broken).toStrictEqual([])
+  })
 })
