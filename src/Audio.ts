@@ -92,22 +92,13 @@ export const strayByteError = (totalBytes: number): AudioStreamError =>
   })
 
 /**
- * Whether bytes start with a RIFF/WAVE header: a WAV file handed over as raw PCM would
- * otherwise play its header as a click and, if it is not 16 kHz mono 16-bit, as noise.
+ * Whether bytes start with a RIFF/WAVE (or RF64) header: a WAV file handed over as raw PCM
+ * would otherwise play its header as a click and, if it is not 16 kHz mono 16-bit, as noise.
  *
  * @since 0.1.0
  * @category validation
  */
-export const looksLikeWav = (bytes: Uint8Array): boolean =>
-  bytes.byteLength >= 12 &&
-  bytes[0] === 0x52 && // R
-  bytes[1] === 0x49 && // I
-  bytes[2] === 0x46 && // F
-  bytes[3] === 0x46 && // F
-  bytes[8] === 0x57 && // W
-  bytes[9] === 0x41 && // A
-  bytes[10] === 0x56 && // V
-  bytes[11] === 0x45 // E
+export const looksLikeWav = (bytes: Uint8Array): boolean => Pcm.isWavHeader(bytes)
 
 /**
  * The error for WAV bytes passed where raw PCM is expected.

@@ -289,10 +289,16 @@ export const isMpegHeader = (b: Uint8Array, at: number): boolean =>
   (b[at + 2]! & 0xf0) !== 0xf0 && // bitrate index 15 is invalid
   (b[at + 2]! & 0x0c) !== 0x0c // sample rate index 3 is reserved
 
+/** A RIFF/WAVE header, or RF64 (the same with 64-bit sizes, for files over 4 GiB). */
+export const isWavHeader = (b: Uint8Array): boolean => {
+  const riff = ascii(b, 0, 4)
+  return (riff === "RIFF" || riff === "RF64") && ascii(b, 8, 4) === "WAVE"
+}
+
 /** Names a container from its magic bytes. */
 export const sniff = (b: Uint8Array): Sniffed => {
   const head = ascii(b, 0, 4)
-  if ((head === "RIFF" || head === "RF64") && ascii(b, 8, 4) === "WAVE") return { _tag: "wav" }
+  if (isWavHeader(b)) return { _tag: "wav" }
   if (head === "RIFX") return { _tag: "other", what: "a big-endian WAV file (RIFX)" }
   if (head.startsWith("ID3") || isMpegHeader(b, 0)) return { _tag: "mpeg" }
   if (head === "OggS") return { _tag: "other", what: "an Ogg file (Vorbis or Opus)" }
