@@ -105,29 +105,26 @@ const xingTag = (
   if (id !== "Xing" && id !== "Info") return none
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
   const flags = view.getUint32(x + 4, false)
-  let p = x + 8
-  let frames: number | undefined
-  let streamBytes: number | undefined
-  if (flags & 1) {
-    frames = view.getUint32(p, false)
-    p += 4
-  }
-  if (flags & 2) {
-    streamBytes = view.getUint32(p, false)
-    p += 4
-  }
-  if (flags & 4) p += 100
-  if (flags & 8) p += 4
-  let delay = 0
-  let padding = 0
-  // the LAME extension (also written by FFmpeg): encoder delay and padding, 12 bits each
-  if (p + 24 <= b.byteLength && /^(LAME|Lavc|Lavf|GOGO)/.test(String.fromCharCode(...b.subarray(p, p + 4)))) {
-    delay = (b[p + 21]! << 4) | (b[p + 22]! >> 4)
-    padding = ((b[p + 22]! & 0x0f) << 8) | b[p + 23]!
-  }
+  // the optional fields follow the flags in this order, each present only when its bit is set
+  const framesAt = x + 8
+  const bytesAt = framesAt + (flags & 1 ? 4 : 0)
+  const extensionAt = bytesAt + (flags & 2 ? 4 : 0) + (flags & 4 ? 100 : 0) + (flags & 8 ? 4 : 0)
+  const frames = flags & 1 ? view.getUint32(framesAt, false) : undefined
+  const streamBytes = flags & 2 ? view.getUint32(bytesAt, false) : undefined
   // the tag frame itself holds no audio
-  const samples = frames === undefined ? undefined : Math.max(0, frames * h.samplesPerFrame - delay - padding)
+  const samples =
+    frames === undefined ? undefined : Math.max(0, frames * h.samplesPerFrame - encoderGap(b, extensionAt))
   return { samples, streamBytes, vbr: id === "Xing" }
+}
+
+/** The LAME extension (also written by FFmpeg): encoder delay plus padding, 12 bits each; 0 without one. */
+const encoderGap = (b: Uint8Array, at: number): number => {
+  if (at + 24 > b.byteLength || !/^(LAME|Lavc|Lavf|GOGO)/.test(String.fromCharCode(...b.subarray(at, at + 4)))) {
+    return 0
+  }
+  const delay = (b[at + 21]! << 4) | (b[at + 22]! >> 4)
+  const padding = ((b[at + 22]! & 0x0f) << 8) | b[at + 23]!
+  return delay + padding
 }
 
 /**

@@ -67,7 +67,7 @@ const readSample = (view: DataView, at: number, encoding: Encoding): number => {
 export class SampleReader {
   readonly frameBytes: number
   private readonly sampleBytes: number
-  private carry: Uint8Array
+  private readonly carry: Uint8Array
   private carryLength = 0
   /** Bytes taken in all. */
   total = 0
@@ -88,63 +88,84 @@ export class SampleReader {
 
   push(chunk: Uint8Array): Float32Array {
     this.total += chunk.byteLength
-    let bytes = chunk
-    if (this.carryLength > 0) {
-      bytes = new Uint8Array(this.carryLength + chunk.byteLength)
-      bytes.set(this.carry.subarray(0, this.carryLength), 0)
-      bytes.set(chunk, this.carryLength)
-      this.carryLength = 0
-    }
+    const bytes = this.afterCarry(chunk)
     const frames = Math.floor(bytes.byteLength / this.frameBytes)
-    const rest = bytes.byteLength - frames * this.frameBytes
-    if (rest > 0) {
-      this.carry.set(bytes.subarray(bytes.byteLength - rest), 0)
-      this.carryLength = rest
-    }
-    const out = new Float32Array(frames)
+    const rest = bytes.subarray(frames * this.frameBytes)
+    this.carry.set(rest, 0)
+    this.carryLength = rest.byteLength
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    const { channels, encoding, sampleBytes, frameBytes } = this
-    if (channels === 1) {
-      for (let i = 0; i < frames; i++) out[i] = readSample(view, i * frameBytes, encoding)
-    } else {
-      for (let i = 0; i < frames; i++) {
-        let sum = 0
-        for (let c = 0, at = i * frameBytes; c < channels; c++, at += sampleBytes) sum += readSample(view, at, encoding)
-        out[i] = sum / channels
-      }
-    }
-    return out
+    return this.channels === 1
+      ? readMono(view, frames, this.encoding, this.frameBytes)
+      : readMean(view, frames, this.encoding, this.sampleBytes, this.channels)
   }
+
+  private afterCarry(chunk: Uint8Array): Uint8Array {
+    if (this.carryLength === 0) return chunk
+    const bytes = new Uint8Array(this.carryLength + chunk.byteLength)
+    bytes.set(this.carry.subarray(0, this.carryLength), 0)
+    bytes.set(chunk, this.carryLength)
+    return bytes
+  }
+}
+
+const readMono = (view: DataView, frames: number, encoding: Encoding, frameBytes: number): Float32Array => {
+  const out = new Float32Array(frames)
+  for (let i = 0; i < frames; i++) out[i] = readSample(view, i * frameBytes, encoding)
+  return out
+}
+
+/** The mean of each frame's channels; frames lie one after another, so one offset walks them all. */
+const readMean = (
+  view: DataView,
+  frames: number,
+  encoding: Encoding,
+  sampleBytes: number,
+  channels: number
+): Float32Array => {
+  const out = new Float32Array(frames)
+  const frameBytes = sampleBytes * channels
+  for (let i = 0, at = 0; i < frames; i++) {
+    const end = at + frameBytes
+    let sum = 0
+    for (; at < end; at += sampleBytes) sum += readSample(view, at, encoding)
+    out[i] = sum / channels
+  }
+  return out
 }
 
 /** Interleaved floats in, their mean per frame out; a partial frame waits for the next chunk. */
 export class FloatMixer {
-  private carry: Array<number> = []
+  private readonly carry: Float32Array
+  private carryLength = 0
 
-  constructor(readonly channels: number) {}
-
-  get pending(): number {
-    return this.carry.length
+  constructor(readonly channels: number) {
+    this.carry = new Float32Array(channels)
   }
 
   push(chunk: Float32Array): Float32Array {
     const { channels } = this
     if (channels === 1) return chunk
-    let input = chunk
-    if (this.carry.length > 0) {
-      input = new Float32Array(this.carry.length + chunk.length)
-      input.set(this.carry, 0)
-      input.set(chunk, this.carry.length)
-    }
+    const input = this.afterCarry(chunk)
     const frames = Math.floor(input.length / channels)
-    this.carry = Array.from(input.subarray(frames * channels))
+    const rest = input.subarray(frames * channels)
+    this.carry.set(rest, 0)
+    this.carryLength = rest.length
     const out = new Float32Array(frames)
     for (let i = 0, at = 0; i < frames; i++) {
+      const end = at + channels
       let sum = 0
-      for (let c = 0; c < channels; c++, at++) sum += input[at]!
+      for (; at < end; at++) sum += input[at]!
       out[i] = sum / channels
     }
     return out
+  }
+
+  private afterCarry(chunk: Float32Array): Float32Array {
+    if (this.carryLength === 0) return chunk
+    const input = new Float32Array(this.carryLength + chunk.length)
+    input.set(this.carry.subarray(0, this.carryLength), 0)
+    input.set(chunk, this.carryLength)
+    return input
   }
 }
 
