@@ -16,9 +16,11 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { type AudioDecodeError, AudioStreamError, ConfigurationError } from "./AvatarError.js"
+import * as Codec from "./internal/audio/codec.js"
 import * as Decode from "./internal/audio/decode.js"
 import * as Mpeg from "./internal/audio/mpeg.js"
 import * as Pcm from "./internal/audio/pcm.js"
+import * as Wav from "./internal/audio/wav.js"
 import { Framer } from "./internal/dataplane/framer.js"
 
 /**
@@ -98,7 +100,7 @@ export const strayByteError = (totalBytes: number): AudioStreamError =>
  * @since 0.1.0
  * @category validation
  */
-export const looksLikeWav = (bytes: Uint8Array): boolean => Pcm.isWavHeader(bytes)
+export const looksLikeWav = (bytes: Uint8Array): boolean => Wav.isWavHeader(bytes)
 
 /**
  * The error for WAV bytes passed where raw PCM is expected.
@@ -226,16 +228,13 @@ export type SourceInfo = Decode.SourceInfo
  */
 export type ContainerFormat = Decode.ContainerFormat
 
-const MIN_RATE = 1000
-const MAX_RATE = 384_000
-
 const checkRate = (option: string, rate: number) =>
-  Number.isInteger(rate) && rate >= MIN_RATE && rate <= MAX_RATE
+  Number.isInteger(rate) && rate >= Pcm.MIN_RATE && rate <= Pcm.MAX_RATE
     ? Effect.void
     : Effect.fail(
         new ConfigurationError({
           option,
-          message: `${option} must be a whole number of Hz from ${MIN_RATE} to ${MAX_RATE} (got ${rate})`
+          message: `${option} must be a whole number of Hz from ${Pcm.MIN_RATE} to ${Pcm.MAX_RATE} (got ${rate})`
         })
       )
 
@@ -319,7 +318,7 @@ const pcmConverter = (
         const joined = new Uint8Array(head.byteLength + bytes.byteLength)
         joined.set(head, 0)
         joined.set(bytes, head.byteLength)
-        if (joined.byteLength < 12) {
+        if (joined.byteLength < Codec.MAGIC_BYTES) {
           head = joined
           return []
         }
@@ -359,15 +358,7 @@ const pcmConverter = (
   })
 
 const refuseContainer = (head: Uint8Array): void => {
-  const sniffed = Pcm.sniff(head)
-  const what =
-    sniffed._tag === "wav"
-      ? "a WAV file (RIFF/WAVE header)"
-      : sniffed._tag === "other"
-        ? sniffed.what
-        : sniffed._tag === "mpeg" && (Mpeg.id3Size(head) > 0 || Mpeg.probe(head)?.audioOffset === 0)
-          ? "an MP3 file"
-          : undefined
+  const what = Decode.containerOf(head)
   if (what !== undefined) {
     throw Pcm.decodeError(
       "not-raw",

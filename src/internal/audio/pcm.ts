@@ -33,6 +33,10 @@ export const bytesPerSample = (encoding: Encoding): number => {
 
 export type Quality = "best" | "medium" | "fastest"
 
+/** The sample rates taken in, from a WAV header or as an option. */
+export const MIN_RATE = 1000
+export const MAX_RATE = 384_000
+
 const converterType = (quality: Quality) =>
   quality === "best"
     ? LibSampleRate.ConverterType.SRC_SINC_BEST_QUALITY
@@ -289,52 +293,6 @@ export class MonoEncoder {
     this.resampler.close()
   }
 }
-
-/** What the first bytes of a file say it is. */
-export type Sniffed =
-  | { readonly _tag: "wav" }
-  | { readonly _tag: "mpeg" }
-  | { readonly _tag: "other"; readonly what: string }
-  | { readonly _tag: "unknown" }
-
-const ascii = (bytes: Uint8Array, at: number, length: number) =>
-  String.fromCharCode(...bytes.subarray(at, Math.min(at + length, bytes.byteLength)))
-
-/** A plausible MPEG audio frame header at `at` (sync, version, layer, bitrate and rate indexes). */
-export const isMpegHeader = (b: Uint8Array, at: number): boolean =>
-  at + 4 <= b.byteLength &&
-  b[at] === 0xff &&
-  (b[at + 1]! & 0xe0) === 0xe0 &&
-  (b[at + 1]! & 0x18) !== 0x08 && // version 01 is reserved
-  (b[at + 1]! & 0x06) !== 0x00 && // layer 00 is reserved (and is AAC's ADTS)
-  (b[at + 2]! & 0xf0) !== 0xf0 && // bitrate index 15 is invalid
-  (b[at + 2]! & 0x0c) !== 0x0c // sample rate index 3 is reserved
-
-/** A RIFF/WAVE header, or RF64 (the same with 64-bit sizes, for files over 4 GiB). */
-export const isWavHeader = (b: Uint8Array): boolean => {
-  const riff = ascii(b, 0, 4)
-  return (riff === "RIFF" || riff === "RF64") && ascii(b, 8, 4) === "WAVE"
-}
-
-/** Names a container from its magic bytes. */
-export const sniff = (b: Uint8Array): Sniffed => {
-  const head = ascii(b, 0, 4)
-  if (isWavHeader(b)) return { _tag: "wav" }
-  if (head === "RIFX") return { _tag: "other", what: "a big-endian WAV file (RIFX)" }
-  if (head.startsWith("ID3") || isMpegHeader(b, 0)) return { _tag: "mpeg" }
-  if (head === "OggS") return { _tag: "other", what: "an Ogg file (Vorbis or Opus)" }
-  if (head === "fLaC") return { _tag: "other", what: "a FLAC file" }
-  if (head === "FORM" && /^AIF[FC]$/.test(ascii(b, 8, 4))) return { _tag: "other", what: "an AIFF file" }
-  if (ascii(b, 4, 4) === "ftyp") return { _tag: "other", what: "an MP4/M4A file (AAC or ALAC)" }
-  if (b.byteLength >= 2 && b[0] === 0xff && (b[1]! & 0xf6) === 0xf0) return { _tag: "other", what: "AAC audio (ADTS)" }
-  if (head === "\u001aE\u00df\u00a3") return { _tag: "other", what: "a Matroska/WebM file" }
-  if (head === "caff") return { _tag: "other", what: "a Core Audio (CAF) file" }
-  return { _tag: "unknown" }
-}
-
-/** The first bytes as hex, for an error message. */
-export const hexHead = (b: Uint8Array, n = 8): string =>
-  Array.from(b.subarray(0, n), (x) => x.toString(16).padStart(2, "0")).join(" ")
 
 export const decodeError = (
   reason: AudioDecodeError["reason"],
