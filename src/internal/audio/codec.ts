@@ -4,9 +4,8 @@
  * MPEG itself: it walks its list of codecs.
  */
 import type * as Effect from "effect/Effect"
+import type * as Audio from "../../Audio.js"
 import type { AudioDecodeError } from "../../AvatarError.js"
-import type { ContainerFormat, SourceInfo } from "./decode.js"
-import type { Quality } from "./pcm.js"
 
 /**
  * A container's decoder once its header has been read. Synchronous, so a chunk costs no
@@ -23,14 +22,14 @@ export interface Decoder {
 export interface DecoderOptions {
   /** The output rate in Hz. */
   readonly rate: number
-  readonly quality: Quality
+  readonly quality: Audio.Quality
   /** Names the input in messages. */
   readonly source: string | undefined
 }
 
 export interface Codec {
   /** The `format` option that asks for it by name. */
-  readonly format: Exclude<ContainerFormat, "auto">
+  readonly format: Exclude<Audio.ContainerFormat, "auto">
   /** How a message names a file of this kind that was passed as raw PCM. */
   readonly what: string
   /** Whether the first bytes carry its magic. */
@@ -47,7 +46,11 @@ export interface Codec {
    * was asked for by name). Throws an `AudioDecodeError` when they are but cannot be
    * played; with `fileSize`, also when the file is shorter than its header promises.
    */
-  readonly probe: (head: Uint8Array, fileSize: number | undefined, source: string | undefined) => SourceInfo | undefined
+  readonly probe: (
+    head: Uint8Array,
+    fileSize: number | undefined,
+    source: string | undefined
+  ) => Audio.SourceInfo | undefined
   /** A decoder for the file that starts with `head`, a head `probe` accepted. */
   readonly decoder: (head: Uint8Array, options: DecoderOptions) => Effect.Effect<Decoder>
 }

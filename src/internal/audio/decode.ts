@@ -4,30 +4,15 @@
  * chunk. Only headers are buffered; audio goes through as it arrives.
  */
 import * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
+import type * as Audio from "../../Audio.js"
 import { AudioDecodeError } from "../../AvatarError.js"
-import { type Codec, type Decoder, foreign, hexHead } from "./codec.js"
+import * as Codec from "./codec.js"
 import * as Mpeg from "./mpeg.js"
-import { concatBytes, decodeError, type Quality } from "./pcm.js"
+import * as Pcm from "./pcm.js"
 import * as Wav from "./wav.js"
 
-/** What a file holds, as far as its header tells. */
-export interface SourceInfo {
-  readonly container: "wav" | "mpeg"
-  /** e.g. `PCM 24-bit`, `float 32-bit`, `MPEG-1 Layer III, 128 kbps` */
-  readonly codec: string
-  readonly sampleRate: number
-  readonly channels: number
-  /** How long it plays, when the header says (or lets it be estimated). */
-  readonly durationSeconds: Option.Option<number>
-  /** Whether `durationSeconds` is exact (a WAV data size, an MP3 Xing/Info frame count) or an estimate. */
-  readonly durationExact: boolean
-}
-
-export type ContainerFormat = "auto" | "wav" | "mp3"
-
 /** The containers decoded, in the order their magic is tried. */
-export const codecs: ReadonlyArray<Codec> = [Wav.codec, Mpeg.codec]
+export const codecs: ReadonlyArray<Codec.Codec> = [Wav.codec, Mpeg.codec]
 
 /** Runs `f`, turning a thrown `AudioDecodeError` into a failure; anything else is a defect. */
 export const attempt = <A>(f: () => A): Effect.Effect<A, AudioDecodeError> =>
@@ -41,22 +26,22 @@ export const attempt = <A>(f: () => A): Effect.Effect<A, AudioDecodeError> =>
   })
 
 /** The codec whose magic starts `head`. */
-const sniffed = (head: Uint8Array): Codec | undefined => codecs.find((codec) => codec.sniff(head))
+const sniffed = (head: Uint8Array): Codec.Codec | undefined => codecs.find((codec) => codec.sniff(head))
 
 const unknownFormat = (head: Uint8Array, source: string | undefined): AudioDecodeError => {
-  const other = sniffed(head) === undefined ? foreign(head) : undefined
+  const other = sniffed(head) === undefined ? Codec.foreign(head) : undefined
   if (other !== undefined) {
-    return decodeError(
+    return Pcm.decodeError(
       other.reason,
       `this is ${other.what}; only WAV and MP3 (MPEG audio) are decoded. Convert it first, e.g. \`ffmpeg -i in -ar 16000 -ac 1 out.wav\`.`,
       source
     )
   }
-  if (head.byteLength === 0) return decodeError("truncated", "the file is empty", source)
+  if (head.byteLength === 0) return Pcm.decodeError("truncated", "the file is empty", source)
   const text = head.subarray(0, 64).every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127))
-  return decodeError(
+  return Pcm.decodeError(
     "unknown-format",
-    `neither WAV nor MP3: it starts with ${hexHead(head)}${text ? " (it looks like text)" : ""}. For raw PCM, say its format (\`Audio.fromPcm\`, or \`--format s16le --rate N\` on the command line).`,
+    `neither WAV nor MP3: it starts with ${Codec.hexHead(head)}${text ? " (it looks like text)" : ""}. For raw PCM, say its format (\`Audio.fromPcm\`, or \`--format s16le --rate N\` on the command line).`,
     source
   )
 }
@@ -66,8 +51,8 @@ const identify = (
   head: Uint8Array,
   fileSize: number | undefined,
   source: string | undefined,
-  format: ContainerFormat
-): { readonly codec: Codec; readonly info: SourceInfo } => {
+  format: Audio.ContainerFormat
+): { readonly codec: Codec.Codec; readonly info: Audio.SourceInfo } => {
   const codec = format === "auto" ? sniffed(head) : codecs.find((c) => c.format === format)
   const info = codec?.probe(head, fileSize, source)
   if (codec === undefined || info === undefined) throw unknownFormat(head, source)
@@ -83,8 +68,8 @@ export const probe = (
   head: Uint8Array,
   fileSize: number | undefined,
   source: string | undefined,
-  format: ContainerFormat = "auto"
-): Effect.Effect<SourceInfo, AudioDecodeError> => attempt(() => identify(head, fileSize, source, format).info)
+  format: Audio.ContainerFormat = "auto"
+): Effect.Effect<Audio.SourceInfo, AudioDecodeError> => attempt(() => identify(head, fileSize, source, format).info)
 
 /**
  * The container whose header starts bytes given as raw PCM, named for a message, if one
@@ -92,7 +77,7 @@ export const probe = (
  */
 export const containerOf = (head: Uint8Array): string | undefined => {
   const codec = sniffed(head)
-  if (codec === undefined) return foreign(head)?.what
+  if (codec === undefined) return Codec.foreign(head)?.what
   return codec.unmistakable(head) ? codec.what : undefined
 }
 
@@ -103,7 +88,7 @@ const nonEmpty = (bytes: Uint8Array) => bytes.byteLength > 0
 
 type State =
   | { readonly _tag: "Head"; readonly chunks: Array<Uint8Array> }
-  | { readonly _tag: "Decoding"; readonly decoder: Decoder }
+  | { readonly _tag: "Decoding"; readonly decoder: Codec.Decoder }
   | { readonly _tag: "Closed" }
 
 /** A file's bytes in, s16le mono at `rate` out. */
@@ -112,9 +97,9 @@ export class ContainerDecoder {
 
   constructor(
     readonly rate: number,
-    readonly quality: Quality,
+    readonly quality: Audio.Quality,
     readonly source: string | undefined,
-    readonly format: ContainerFormat
+    readonly format: Audio.ContainerFormat
   ) {}
 
   push(chunks: Iterable<Uint8Array>): Effect.Effect<Array<Uint8Array>, AudioDecodeError> {
@@ -150,7 +135,7 @@ export class ContainerDecoder {
 
   /** The bytes held so far, joined into one chunk (and kept so). */
   private head(state: { readonly chunks: Array<Uint8Array> }): Uint8Array {
-    if (state.chunks.length !== 1) state.chunks.splice(0, state.chunks.length, concatBytes(state.chunks))
+    if (state.chunks.length !== 1) state.chunks.splice(0, state.chunks.length, Pcm.concatBytes(state.chunks))
     return state.chunks[0]!
   }
 
@@ -169,7 +154,7 @@ export class ContainerDecoder {
   }
 }
 
-const feed = (decoder: Decoder, chunks: Iterable<Uint8Array>): Array<Uint8Array> => {
+const feed = (decoder: Codec.Decoder, chunks: Iterable<Uint8Array>): Array<Uint8Array> => {
   const out: Array<Uint8Array> = []
   for (const chunk of chunks) decoder.push(chunk, out)
   return out.filter(nonEmpty)

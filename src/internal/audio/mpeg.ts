@@ -8,9 +8,9 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Mpg123 from "mpg123-decoder"
-import type { Codec, Decoder, DecoderOptions } from "./codec.js"
-import type { SourceInfo } from "./decode.js"
-import { decodeError, MonoEncoder, mixPlanar } from "./pcm.js"
+import type * as Audio from "../../Audio.js"
+import type * as Codec from "./codec.js"
+import * as Pcm from "./pcm.js"
 
 const BITRATES_V1: Record<number, ReadonlyArray<number>> = {
   1: [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
@@ -149,20 +149,24 @@ const truncated = (streamBytes: number, have: number, info: MpegInfo, source: st
   const h = info.header
   // seconds per byte: from the tag's own totals when it has them, else from the first frame's bitrate
   const perByte = info.samples !== undefined ? info.samples / h.sampleRate / streamBytes : 8 / (h.bitrateKbps * 1000)
-  return decodeError(
+  return Pcm.decodeError(
     "truncated",
     `the MP3's Info tag says ${streamBytes} bytes of audio (${(streamBytes * perByte).toFixed(2)} s) but the file holds ${have} (about ${(have * perByte).toFixed(2)} s)`,
     source
   )
 }
 
-const probe = (head: Uint8Array, fileSize: number | undefined, source: string | undefined): SourceInfo | undefined => {
+const probe = (
+  head: Uint8Array,
+  fileSize: number | undefined,
+  source: string | undefined
+): Audio.SourceInfo | undefined => {
   const info = firstFrame(head)
   if (info === undefined) {
     // asked for by name, without the magic: these are not MPEG bytes at all
     if (!sniff(head)) return undefined
     const id3 = id3Size(head)
-    throw decodeError(
+    throw Pcm.decodeError(
       id3 > 0 && head.byteLength < id3 ? "truncated" : "malformed",
       id3 > 0
         ? "it starts with an ID3 tag, but no MPEG audio frame follows it"
@@ -195,24 +199,24 @@ const probe = (head: Uint8Array, fileSize: number | undefined, source: string | 
  * mpg123 behind a synchronous `push`: bytes of the file in, s16le mono out. Gapless
  * decoding is on, so the encoder's delay and padding do not lengthen the audio.
  */
-class MpegDecoder implements Decoder {
+class MpegDecoder implements Codec.Decoder {
   private bytes = 0
   private samples = 0
 
   private constructor(
     private readonly mpg123: Mpg123.MPEGDecoder,
-    private readonly encoder: MonoEncoder,
+    private readonly encoder: Pcm.MonoEncoder,
     private readonly info: MpegInfo,
     private readonly source: string | undefined
   ) {}
 
-  static make(head: Uint8Array, options: DecoderOptions): Effect.Effect<Decoder> {
+  static make(head: Uint8Array, options: Codec.DecoderOptions): Effect.Effect<Codec.Decoder> {
     return Effect.suspend(() => {
       // a head that was probed holds its first frame
       const info = firstFrame(head)!
       const mpg123 = new Mpg123.MPEGDecoder({ enableGapless: true })
       return Effect.promise(() => mpg123.ready).pipe(
-        Effect.zipRight(MonoEncoder.make(info.header.sampleRate, options.rate, options.quality)),
+        Effect.zipRight(Pcm.MonoEncoder.make(info.header.sampleRate, options.rate, options.quality)),
         Effect.map((encoder) => new MpegDecoder(mpg123, encoder, info, options.source))
       )
     })
@@ -224,18 +228,19 @@ class MpegDecoder implements Decoder {
     if (result.samplesDecoded === 0) return
     const rate = this.info.header.sampleRate
     if (result.sampleRate !== rate) {
-      throw decodeError(
+      throw Pcm.decodeError(
         "malformed",
         `the sample rate changes from ${rate} to ${result.sampleRate} Hz in the middle of the stream (files joined together?); decode them one by one`,
         this.source
       )
     }
     this.samples += result.samplesDecoded
-    out.push(this.encoder.push(mixPlanar(result.channelData, result.samplesDecoded)))
+    out.push(this.encoder.push(Pcm.mixPlanar(result.channelData, result.samplesDecoded)))
   }
 
   end(out: Array<Uint8Array>): void {
-    if (this.samples === 0) throw decodeError("malformed", "no MPEG audio frame in it could be decoded", this.source)
+    if (this.samples === 0)
+      throw Pcm.decodeError("malformed", "no MPEG audio frame in it could be decoded", this.source)
     const have = this.bytes - this.info.audioOffset
     const { streamBytes } = this.info
     if (streamBytes !== undefined && have < streamBytes) throw truncated(streamBytes, have, this.info, this.source)
@@ -248,7 +253,7 @@ class MpegDecoder implements Decoder {
   }
 }
 
-export const codec: Codec = {
+export const codec: Codec.Codec = {
   format: "mp3",
   what: "an MP3 file",
   sniff,

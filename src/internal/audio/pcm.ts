@@ -1,16 +1,22 @@
 /**
- * The synchronous parts of audio conversion: samples in any PCM encoding to mono floats,
- * band-limited resampling (libsamplerate), floats to 16-bit PCM. Every class keeps what a
- * chunk boundary cut in half (a partial sample frame, the resampler's filter state), so a
- * stream converted in pieces equals the same stream converted whole.
+ * The synchronous parts of audio conversion: the avatar's format, samples in any PCM
+ * encoding to mono floats, band-limited resampling (libsamplerate), floats to 16-bit PCM.
+ * Every class keeps what a chunk boundary cut in half (a partial sample frame, the
+ * resampler's filter state), so a stream converted in pieces equals the same stream
+ * converted whole.
  */
 // a webpack UMD bundle: Node sees no named exports in it, only the default (module.exports)
 import LibSampleRate from "@alexanderolsen/libsamplerate-js"
 import * as Effect from "effect/Effect"
+import type * as Audio from "../../Audio.js"
 import { AudioDecodeError } from "../../AvatarError.js"
 
-/** Sample encodings: integers little-endian (u8 is offset binary, as in WAV), floats IEEE. */
-export type Encoding = "u8" | "s8" | "s16le" | "s24le" | "s32le" | "f32le" | "f64le"
+export type Encoding = Audio.Encoding
+
+/** What the avatar takes: s16le mono at 16 kHz. */
+export const SAMPLE_RATE = 16_000
+export const BYTES_PER_SAMPLE = 2
+export const BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 export const ENCODINGS: ReadonlyArray<Encoding> = ["u8", "s8", "s16le", "s24le", "s32le", "f32le", "f64le"]
 
@@ -31,13 +37,11 @@ export const bytesPerSample = (encoding: Encoding): number => {
   }
 }
 
-export type Quality = "best" | "medium" | "fastest"
-
 /** The sample rates taken in, from a WAV header or as an option. */
 export const MIN_RATE = 1000
 export const MAX_RATE = 384_000
 
-const converterType = (quality: Quality) =>
+const converterType = (quality: Audio.Quality) =>
   quality === "best"
     ? LibSampleRate.ConverterType.SRC_SINC_BEST_QUALITY
     : quality === "fastest"
@@ -198,7 +202,7 @@ export class Resampler {
     readonly to: number
   ) {}
 
-  static make(from: number, to: number, quality: Quality): Effect.Effect<Resampler> {
+  static make(from: number, to: number, quality: Audio.Quality): Effect.Effect<Resampler> {
     if (from === to) return Effect.succeed(new Resampler(undefined, from, to))
     return Effect.map(
       Effect.promise(() => LibSampleRate.create(1, from, to, { converterType: converterType(quality) })),
@@ -264,11 +268,11 @@ export const concatFloats = (parts: ReadonlyArray<Float32Array>): Float32Array =
 
 /** Floats in [-1, 1) to s16le, rounded and clipped; NaN becomes silence. */
 export const toS16le = (samples: Float32Array): Uint8Array => {
-  const out = new Uint8Array(samples.length * 2)
+  const out = new Uint8Array(samples.length * BYTES_PER_SAMPLE)
   const view = new DataView(out.buffer)
   for (let i = 0; i < samples.length; i++) {
     const v = Math.round(samples[i]! * 32768)
-    view.setInt16(i * 2, v > 32767 ? 32767 : v < -32768 ? -32768 : Number.isNaN(v) ? 0 : v, true)
+    view.setInt16(i * BYTES_PER_SAMPLE, v > 32767 ? 32767 : v < -32768 ? -32768 : Number.isNaN(v) ? 0 : v, true)
   }
   return out
 }
@@ -277,7 +281,7 @@ export const toS16le = (samples: Float32Array): Uint8Array => {
 export class MonoEncoder {
   constructor(readonly resampler: Resampler) {}
 
-  static make(from: number, to: number, quality: Quality): Effect.Effect<MonoEncoder> {
+  static make(from: number, to: number, quality: Audio.Quality): Effect.Effect<MonoEncoder> {
     return Effect.map(Resampler.make(from, to, quality), (r) => new MonoEncoder(r))
   }
 

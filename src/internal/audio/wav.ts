@@ -6,21 +6,21 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Audio from "../../Audio.js"
 import type { AudioDecodeError } from "../../AvatarError.js"
-import { ascii, type Codec, type Decoder, type DecoderOptions } from "./codec.js"
-import type { SourceInfo } from "./decode.js"
-import { decodeError, type Encoding, MAX_RATE, MIN_RATE, MonoEncoder, SampleReader } from "./pcm.js"
+import * as Codec from "./codec.js"
+import * as Pcm from "./pcm.js"
 
 /** A RIFF/WAVE header, or RF64 (the same with 64-bit sizes, for files over 4 GiB). */
 export const isWavHeader = (b: Uint8Array): boolean => {
-  const riff = ascii(b, 0, 4)
-  return (riff === "RIFF" || riff === "RF64") && ascii(b, 8, 4) === "WAVE"
+  const riff = Codec.ascii(b, 0, 4)
+  return (riff === "RIFF" || riff === "RF64") && Codec.ascii(b, 8, 4) === "WAVE"
 }
 
 export interface WavFormat {
   readonly sampleRate: number
   readonly channels: number
-  readonly encoding: Encoding
+  readonly encoding: Audio.Encoding
   readonly bitsPerSample: number
 }
 
@@ -45,7 +45,7 @@ const frameBytesOf = (channels: number, bitsPerSample: number) => (channels * bi
 const bytesPerSecond = (f: WavFormat) => f.sampleRate * frameBytesOf(f.channels, f.bitsPerSample)
 
 const truncatedData = (declared: number, available: number, f: WavFormat, source: string | undefined) =>
-  decodeError(
+  Pcm.decodeError(
     "truncated",
     `the data chunk declares ${declared} bytes (${(declared / bytesPerSecond(f)).toFixed(2)} s) but the file ends after ${available} (${(available / bytesPerSecond(f)).toFixed(2)} s)`,
     source
@@ -78,7 +78,7 @@ export class WavReader {
   constructor(readonly source: string | undefined) {}
 
   private fail(reason: AudioDecodeError["reason"], message: string): never {
-    throw decodeError(reason, message, this.source)
+    throw Pcm.decodeError(reason, message, this.source)
   }
 
   /** Takes bytes of the file; pushes the audio among them onto `out`. Throws an `AudioDecodeError`. */
@@ -188,13 +188,13 @@ export class WavReader {
       )
     }
     if (channels === 0) this.fail("malformed", "the fmt chunk says 0 channels")
-    if (sampleRate < MIN_RATE || sampleRate > MAX_RATE) {
+    if (sampleRate < Pcm.MIN_RATE || sampleRate > Pcm.MAX_RATE) {
       this.fail(
         "malformed",
-        `the fmt chunk says ${sampleRate} Hz; a sample rate from ${MIN_RATE.toLocaleString("en-US")} to ${MAX_RATE.toLocaleString("en-US")} Hz is expected`
+        `the fmt chunk says ${sampleRate} Hz; a sample rate from ${Pcm.MIN_RATE.toLocaleString("en-US")} to ${Pcm.MAX_RATE.toLocaleString("en-US")} Hz is expected`
       )
     }
-    const encoding: Encoding | undefined =
+    const encoding: Audio.Encoding | undefined =
       formatTag === 3
         ? bitsPerSample === 32
           ? "f32le"
@@ -242,20 +242,24 @@ export class WavReader {
   }
 }
 
-const codecName = (encoding: Encoding) =>
+const codecName = (encoding: Audio.Encoding) =>
   encoding === "f32le"
     ? "float 32-bit"
     : encoding === "f64le"
       ? "float 64-bit"
       : `PCM ${encoding === "u8" ? 8 : Number.parseInt(encoding.slice(1), 10)}-bit`
 
-const probe = (head: Uint8Array, fileSize: number | undefined, source: string | undefined): SourceInfo | undefined => {
+const probe = (
+  head: Uint8Array,
+  fileSize: number | undefined,
+  source: string | undefined
+): Audio.SourceInfo | undefined => {
   if (!isWavHeader(head)) return undefined
   const reader = new WavReader(source)
   reader.push(head, [])
   if (fileSize !== undefined && head.byteLength >= fileSize) reader.end()
   const f = reader.format
-  if (f === undefined) throw decodeError("malformed", "no fmt chunk in the first 64 KiB", source)
+  if (f === undefined) throw Pcm.decodeError("malformed", "no fmt chunk in the first 64 KiB", source)
   const format = {
     container: "wav",
     codec: codecName(f.encoding),
@@ -280,26 +284,26 @@ const probe = (head: Uint8Array, fileSize: number | undefined, source: string | 
 }
 
 /** The `data` chunk's samples, mixed to mono and resampled, as the reader hands them out. */
-class WavDecoder implements Decoder {
+class WavDecoder implements Codec.Decoder {
   private readonly reader: WavReader
 
   private constructor(
-    private readonly samples: SampleReader,
-    private readonly encoder: MonoEncoder,
+    private readonly samples: Pcm.SampleReader,
+    private readonly encoder: Pcm.MonoEncoder,
     private readonly source: string | undefined
   ) {
     this.reader = new WavReader(source)
   }
 
-  static make(head: Uint8Array, options: DecoderOptions): Effect.Effect<Decoder> {
+  static make(head: Uint8Array, options: Codec.DecoderOptions): Effect.Effect<Codec.Decoder> {
     return Effect.suspend(() => {
       // a head that was probed holds the fmt chunk: the format is known before any audio
       const probed = new WavReader(options.source)
       probed.push(head, [])
       const f = probed.format!
       return Effect.map(
-        MonoEncoder.make(f.sampleRate, options.rate, options.quality),
-        (encoder) => new WavDecoder(new SampleReader(f.encoding, f.channels), encoder, options.source)
+        Pcm.MonoEncoder.make(f.sampleRate, options.rate, options.quality),
+        (encoder) => new WavDecoder(new Pcm.SampleReader(f.encoding, f.channels), encoder, options.source)
       )
     })
   }
@@ -313,7 +317,7 @@ class WavDecoder implements Decoder {
   end(out: Array<Uint8Array>): void {
     this.reader.end()
     if (this.samples.pending > 0) {
-      throw decodeError(
+      throw Pcm.decodeError(
         "truncated",
         `the audio ends in the middle of a sample frame (${this.samples.pending} of ${this.samples.frameBytes} bytes)`,
         this.source
@@ -327,7 +331,7 @@ class WavDecoder implements Decoder {
   }
 }
 
-export const codec: Codec = {
+export const codec: Codec.Codec = {
   format: "wav",
   what: "a WAV file (RIFF/WAVE header)",
   sniff: isWavHeader,
