@@ -260,21 +260,21 @@ const probe = (
   if (fileSize !== undefined && head.byteLength >= fileSize) reader.end()
   const f = reader.format
   if (f === undefined) throw Pcm.decodeError("malformed", "no fmt chunk in the first 64 KiB", source)
-  const format = {
+  const header = {
     container: "wav",
     codec: codecName(f.encoding),
     sampleRate: f.sampleRate,
     channels: f.channels
   } as const
   // the audio starts beyond the bytes read (a large metadata chunk first): no duration yet
-  if (reader.dataOffset === undefined) return { ...format, durationSeconds: Option.none(), durationExact: false }
+  if (reader.dataOffset === undefined) return { ...header, durationSeconds: Option.none(), durationExact: false }
   const available = fileSize === undefined ? undefined : fileSize - reader.dataOffset
   if (reader.declaredDataBytes !== undefined && available !== undefined && available < reader.declaredDataBytes) {
     throw truncatedData(reader.declaredDataBytes, available, f, source)
   }
   const bytes = reader.declaredDataBytes ?? available
   return {
-    ...format,
+    ...header,
     durationSeconds:
       bytes === undefined
         ? Option.none()
