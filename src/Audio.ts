@@ -10,34 +10,42 @@
  */
 
 import type * as PlatformError from "@effect/platform/Error"
-import * as FileSystem from "@effect/platform/FileSystem"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { type AudioDecodeError, AudioStreamError, ConfigurationError } from "./AvatarError.js"
-import * as Decode from "./internal/audio/decode.js"
-import * as Mpeg from "./internal/audio/mpeg.js"
+import * as Convert from "./internal/audio/convert.js"
+import * as File from "./internal/audio/file.js"
 import * as Pcm from "./internal/audio/pcm.js"
+import * as Wav from "./internal/audio/wav.js"
 import { Framer } from "./internal/dataplane/framer.js"
 
 /**
+ * The avatar's sample rate: 16,000 Hz.
+ *
  * @since 0.1.0
  * @category constants
  */
-export const SAMPLE_RATE = 16_000
+export const SAMPLE_RATE = Pcm.SAMPLE_RATE
 
 /**
+ * The size of one sample: 16-bit PCM, mono.
+ *
  * @since 0.1.0
  * @category constants
  */
-export const BYTES_PER_SAMPLE = 2
+export const BYTES_PER_SAMPLE = Pcm.BYTES_PER_SAMPLE
 
 /**
+ * A second of audio in bytes: 32,000.
+ *
  * @since 0.1.0
  * @category constants
  */
-export const BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
+export const BYTES_PER_SECOND = Pcm.BYTES_PER_SECOND
 
 /**
  * The default frame duration: 40 ms, 1,280 bytes.
@@ -92,22 +100,13 @@ export const strayByteError = (totalBytes: number): AudioStreamError =>
   })
 
 /**
- * Whether bytes start with a RIFF/WAVE header: a WAV file handed over as raw PCM would
- * otherwise play its header as a click and, if it is not 16 kHz mono 16-bit, as noise.
+ * Whether bytes start with a RIFF/WAVE (or RF64) header: a WAV file handed over as raw PCM
+ * would otherwise play its header as a click and, if it is not 16 kHz mono 16-bit, as noise.
  *
  * @since 0.1.0
  * @category validation
  */
-export const looksLikeWav = (bytes: Uint8Array): boolean =>
-  bytes.byteLength >= 12 &&
-  bytes[0] === 0x52 && // R
-  bytes[1] === 0x49 && // I
-  bytes[2] === 0x46 && // F
-  bytes[3] === 0x46 && // F
-  bytes[8] === 0x57 && // W
-  bytes[9] === 0x41 && // A
-  bytes[10] === 0x56 && // V
-  bytes[11] === 0x45 // E
+export const looksLikeWav = (bytes: Uint8Array): boolean => Wav.isWavHeader(bytes)
 
 /**
  * The error for WAV bytes passed where raw PCM is expected.
@@ -173,7 +172,7 @@ export const frames =
  * @since 0.1.0
  * @category models
  */
-export type Encoding = Pcm.Encoding
+export type Encoding = "u8" | "s8" | "s16le" | "s24le" | "s32le" | "f32le" | "f64le"
 
 /**
  * Every {@link Encoding}.
@@ -192,7 +191,7 @@ export const ENCODINGS: ReadonlyArray<Encoding> = Pcm.ENCODINGS
  * @since 0.1.0
  * @category models
  */
-export type Quality = Pcm.Quality
+export type Quality = "best" | "medium" | "fastest"
 
 /**
  * Raw PCM as it arrives: interleaved samples, `channels` (default 1) of them per frame,
@@ -224,7 +223,17 @@ export interface ConvertOptions {
  * @since 0.1.0
  * @category models
  */
-export type SourceInfo = Decode.SourceInfo
+export interface SourceInfo {
+  readonly container: "wav" | "mpeg"
+  /** e.g. `PCM 24-bit`, `float 32-bit`, `MPEG-1 Layer III, 128 kbps` */
+  readonly codec: string
+  readonly sampleRate: number
+  readonly channels: number
+  /** How long it plays, when the header says (or lets it be estimated). */
+  readonly durationSeconds: Option.Option<number>
+  /** Whether `durationSeconds` is exact (a WAV data size, an MP3 Xing/Info frame count) or an estimate. */
+  readonly durationExact: boolean
+}
 
 /**
  * What a container stream is: `auto` (the default) tells WAV from MPEG audio by its first
@@ -233,158 +242,7 @@ export type SourceInfo = Decode.SourceInfo
  * @since 0.1.0
  * @category models
  */
-export type ContainerFormat = Decode.ContainerFormat
-
-const MIN_RATE = 1000
-const MAX_RATE = 384_000
-
-const checkRate = (option: string, rate: number) =>
-  Number.isInteger(rate) && rate >= MIN_RATE && rate <= MAX_RATE
-    ? Effect.void
-    : Effect.fail(
-        new ConfigurationError({
-          option,
-          message: `${option} must be a whole number of Hz from ${MIN_RATE} to ${MAX_RATE} (got ${rate})`
-        })
-      )
-
-const checkChannels = (channels: number) =>
-  Number.isInteger(channels) && channels >= 1 && channels <= 32
-    ? Effect.void
-    : Effect.fail(
-        new ConfigurationError({
-          option: "channels",
-          message: `channels must be a whole number from 1 to 32 (got ${channels})`
-        })
-      )
-
-const checkEncoding = (encoding: string) =>
-  (Pcm.ENCODINGS as ReadonlyArray<string>).includes(encoding)
-    ? Effect.void
-    : Effect.fail(
-        new ConfigurationError({
-          option: "encoding",
-          message: `encoding must be one of ${Pcm.ENCODINGS.join(", ")} (got ${JSON.stringify(encoding)})`
-        })
-      )
-
-const checkQuality = (quality: string) =>
-  quality === "best" || quality === "medium" || quality === "fastest"
-    ? Effect.void
-    : Effect.fail(
-        new ConfigurationError({
-          option: "quality",
-          message: `quality must be "best", "medium" or "fastest" (got ${JSON.stringify(quality)})`
-        })
-      )
-
-/**
- * Runs a stateful converter over a stream: one `push` per chunk of elements, `end` once the
- * input is done, `close` however the stream ends.
- */
-const convertWith =
-  <In, E1, E2>(
-    make: Effect.Effect<
-      {
-        readonly push: (input: Chunk.Chunk<In>) => Effect.Effect<Array<Uint8Array>, E2>
-        readonly end: () => Effect.Effect<Array<Uint8Array>, E2>
-        readonly close: () => void
-      },
-      E1
-    >
-  ) =>
-  <E, R>(self: Stream.Stream<In, E, R>): Stream.Stream<Uint8Array, E | E1 | E2, R> =>
-    Stream.unwrapScoped(
-      Effect.map(
-        Effect.acquireRelease(make, (converter) => Effect.sync(() => converter.close())),
-        (converter) =>
-          self.pipe(
-            Stream.mapChunksEffect((chunk) => Effect.map(converter.push(chunk), Chunk.unsafeFromArray)),
-            Stream.concat(Stream.fromIterableEffect(Effect.suspend(() => converter.end()))),
-            Stream.filter((bytes) => bytes.byteLength > 0)
-          )
-      )
-    )
-
-/** Raw interleaved PCM to s16le mono at `to`; refuses a container header at the start. */
-const pcmConverter = (
-  format: { readonly sampleRate: number; readonly channels: number; readonly encoding: Encoding },
-  to: number,
-  quality: Quality,
-  guard: boolean
-) =>
-  Effect.gen(function* () {
-    yield* checkRate("sampleRate", format.sampleRate)
-    yield* checkRate("to", to)
-    yield* checkChannels(format.channels)
-    yield* checkEncoding(format.encoding)
-    yield* checkQuality(quality)
-    const reader = new Pcm.SampleReader(format.encoding, format.channels)
-    const encoder = yield* Pcm.MonoEncoder.make(format.sampleRate, to, quality)
-    let head: Uint8Array | undefined = guard ? new Uint8Array(0) : undefined
-    const convert = (bytes: Uint8Array): Array<Uint8Array> => {
-      if (head !== undefined) {
-        // hold the first bytes until a container's magic could be recognised in them
-        const joined = new Uint8Array(head.byteLength + bytes.byteLength)
-        joined.set(head, 0)
-        joined.set(bytes, head.byteLength)
-        if (joined.byteLength < 12) {
-          head = joined
-          return []
-        }
-        head = undefined
-        refuseContainer(joined)
-        bytes = joined
-      }
-      return [encoder.push(reader.push(bytes))]
-    }
-    return {
-      push: (input: Chunk.Chunk<Uint8Array>) =>
-        Decode.attempt(() => {
-          const out: Array<Uint8Array> = []
-          for (const bytes of input) out.push(...convert(bytes))
-          return out
-        }),
-      end: () =>
-        Decode.attempt(() => {
-          const out: Array<Uint8Array> = []
-          if (head !== undefined && head.byteLength > 0) {
-            const rest = head
-            head = undefined
-            out.push(encoder.push(reader.push(rest)))
-          }
-          if (reader.pending > 0) {
-            throw Pcm.decodeError(
-              "truncated",
-              `the audio ended in the middle of a sample frame: ${reader.total} bytes is not a whole number of ${reader.frameBytes}-byte frames (${format.channels} × ${format.encoding}); check --format/--channels, or the source was cut off`,
-              undefined
-            )
-          }
-          out.push(encoder.end())
-          return out
-        }),
-      close: () => encoder.close()
-    }
-  })
-
-const refuseContainer = (head: Uint8Array): void => {
-  const sniffed = Pcm.sniff(head)
-  const what =
-    sniffed._tag === "wav"
-      ? "a WAV file (RIFF/WAVE header)"
-      : sniffed._tag === "other"
-        ? sniffed.what
-        : sniffed._tag === "mpeg" && (Mpeg.id3Size(head) > 0 || Mpeg.probe(head)?.audioOffset === 0)
-          ? "an MP3 file"
-          : undefined
-  if (what !== undefined) {
-    throw Pcm.decodeError(
-      "not-raw",
-      `the "raw PCM" starts with the header of ${what}. Decode it as a file instead (Audio.decode or Audio.fromFile; on the command line, leave out --format or use --format auto).`,
-      undefined
-    )
-  }
-}
+export type ContainerFormat = "auto" | "wav" | "mp3"
 
 /**
  * Converts raw PCM of any rate, channel count and encoding to what the avatar takes: 16 kHz
@@ -405,19 +263,11 @@ const refuseContainer = (head: Uint8Array): void => {
  * @since 0.1.0
  * @category conversions
  */
-export const fromPcm =
-  (format: PcmFormat & ConvertOptions) =>
-  <E, R>(
-    self: Stream.Stream<Uint8Array, E, R>
-  ): Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> =>
-    convertWith(
-      pcmConverter(
-        { sampleRate: format.sampleRate, channels: format.channels ?? 1, encoding: format.encoding ?? "s16le" },
-        SAMPLE_RATE,
-        format.quality ?? "medium",
-        true
-      )
-    )(self)
+export const fromPcm: (
+  format: PcmFormat & ConvertOptions
+) => <E, R>(
+  self: Stream.Stream<Uint8Array, E, R>
+) => Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> = Convert.fromPcm
 
 /**
  * Mixes interleaved s16le PCM of `channels` channels (default 2) down to mono (the mean of
@@ -426,18 +276,11 @@ export const fromPcm =
  * @since 0.1.0
  * @category conversions
  */
-export const toMono =
-  (channels = 2) =>
-  <E, R>(
-    self: Stream.Stream<Uint8Array, E, R>
-  ): Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> =>
-    convertWith(
-      Effect.zipRight(
-        checkChannels(channels),
-        // any rate in range will do: from equals to, so no resampler is made
-        pcmConverter({ sampleRate: SAMPLE_RATE, channels, encoding: "s16le" }, SAMPLE_RATE, "medium", false)
-      )
-    )(self)
+export const toMono: (
+  channels?: number
+) => <E, R>(
+  self: Stream.Stream<Uint8Array, E, R>
+) => Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> = Convert.toMono
 
 /**
  * Resamples s16le mono PCM from `from` Hz to `to` Hz (default 16,000) with a band-limited
@@ -447,19 +290,11 @@ export const toMono =
  * @since 0.1.0
  * @category conversions
  */
-export const resample =
-  (options: { readonly from: number; readonly to?: number | undefined } & ConvertOptions) =>
-  <E, R>(
-    self: Stream.Stream<Uint8Array, E, R>
-  ): Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> =>
-    convertWith(
-      pcmConverter(
-        { sampleRate: options.from, channels: 1, encoding: "s16le" },
-        options.to ?? SAMPLE_RATE,
-        options.quality ?? "medium",
-        false
-      )
-    )(self)
+export const resample: (
+  options: { readonly from: number; readonly to?: number | undefined } & ConvertOptions
+) => <E, R>(
+  self: Stream.Stream<Uint8Array, E, R>
+) => Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> = Convert.resample
 
 /**
  * Converts Float32 samples in [-1, 1] (a Web Audio graph's output, a model's waveform),
@@ -469,27 +304,10 @@ export const resample =
  * @since 0.1.0
  * @category conversions
  */
-export const fromFloat32 =
-  (format: { readonly sampleRate: number; readonly channels?: number | undefined } & ConvertOptions) =>
-  <E, R>(self: Stream.Stream<Float32Array, E, R>): Stream.Stream<Uint8Array, E | ConfigurationError, R> =>
-    convertWith(
-      Effect.gen(function* () {
-        const channels = format.channels ?? 1
-        const quality = format.quality ?? "medium"
-        yield* checkRate("sampleRate", format.sampleRate)
-        yield* checkChannels(channels)
-        yield* checkQuality(quality)
-        const mixer = new Pcm.FloatMixer(channels)
-        const encoder = yield* Pcm.MonoEncoder.make(format.sampleRate, SAMPLE_RATE, quality)
-        return {
-          push: (input: Chunk.Chunk<Float32Array>) =>
-            Effect.sync(() => Array.from(input, (samples) => encoder.push(mixer.push(samples)))),
-          // a partial frame at the end (fewer samples than channels) is dropped: it is under a sample long
-          end: () => Effect.sync(() => [encoder.end()]),
-          close: () => encoder.close()
-        }
-      })
-    )(self)
+export const fromFloat32: (
+  format: { readonly sampleRate: number; readonly channels?: number | undefined } & ConvertOptions
+) => <E, R>(self: Stream.Stream<Float32Array, E, R>) => Stream.Stream<Uint8Array, E | ConfigurationError, R> =
+  Convert.fromFloat32
 
 /**
  * Decodes a WAV or MP3 file's bytes, as they arrive, to 16 kHz mono s16le. WAV: PCM 8, 16,
@@ -502,26 +320,14 @@ export const fromFloat32 =
  * @since 0.1.0
  * @category sources
  */
-export const decode =
-  (
-    options: {
-      readonly format?: ContainerFormat | undefined
-      readonly source?: string | undefined
-    } & ConvertOptions = {}
-  ) =>
-  <E, R>(
-    self: Stream.Stream<Uint8Array, E, R>
-  ): Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> =>
-    convertWith(
-      Effect.gen(function* () {
-        const quality = options.quality ?? "medium"
-        yield* checkQuality(quality)
-        return new Decode.ContainerDecoder(SAMPLE_RATE, quality, options.source, options.format ?? "auto")
-      })
-    )(self)
-
-/** Enough for the headers of any file we read: RIFF chunks before `data`, or an ID3 tag and two frames. */
-const PROBE_BYTES = 64 * 1024
+export const decode: (
+  options?: {
+    readonly format?: ContainerFormat | undefined
+    readonly source?: string | undefined
+  } & ConvertOptions
+) => <E, R>(
+  self: Stream.Stream<Uint8Array, E, R>
+) => Stream.Stream<Uint8Array, E | AudioDecodeError | ConfigurationError, R> = Convert.decode
 
 /**
  * Reads a file's header: what it holds and how long it plays. Fails when the header already
@@ -531,29 +337,10 @@ const PROBE_BYTES = 64 * 1024
  * @since 0.1.0
  * @category sources
  */
-export const probeFile = (
+export const probeFile: (
   path: string,
-  options: { readonly format?: ContainerFormat | undefined } = {}
-): Effect.Effect<SourceInfo, AudioDecodeError | PlatformError.PlatformError, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const size = Number((yield* fs.stat(path)).size)
-    const first = yield* Stream.runCollect(fs.stream(path, { bytesToRead: FileSystem.Size(PROBE_BYTES) }))
-    let head = Pcm.concatBytes(Chunk.toReadonlyArray(first))
-    const id3 = Mpeg.id3Size(head)
-    if (id3 + 16 * 1024 > head.byteLength && size > head.byteLength) {
-      // a large ID3 tag (cover art): read past it
-      const more = yield* Stream.runCollect(
-        fs.stream(path, { offset: FileSystem.Size(id3), bytesToRead: FileSystem.Size(PROBE_BYTES) })
-      )
-      const rest = Pcm.concatBytes(Chunk.toReadonlyArray(more))
-      const joined = new Uint8Array(id3 + rest.byteLength)
-      joined.set(head.subarray(0, Math.min(id3, head.byteLength)), 0)
-      joined.set(rest, id3)
-      head = joined
-    }
-    return yield* Decode.probe(head, size, path, options.format ?? "auto")
-  }).pipe(Effect.withSpan("Audio.probeFile", { attributes: { path } }))
+  options?: { readonly format?: ContainerFormat | undefined }
+) => Effect.Effect<SourceInfo, AudioDecodeError | PlatformError.PlatformError, FileSystem.FileSystem> = File.probeFile
 
 /**
  * A WAV or MP3 file as 16 kHz mono s16le, read and decoded in chunks (64 KiB at a time),
@@ -565,18 +352,11 @@ export const probeFile = (
  * @since 0.1.0
  * @category sources
  */
-export const fromFile = (
+export const fromFile: (
   path: string,
-  options: { readonly format?: ContainerFormat | undefined } & ConvertOptions = {}
-): Stream.Stream<
+  options?: { readonly format?: ContainerFormat | undefined } & ConvertOptions
+) => Stream.Stream<
   Uint8Array,
   AudioDecodeError | ConfigurationError | PlatformError.PlatformError,
   FileSystem.FileSystem
-> =>
-  Stream.unwrap(
-    Effect.map(probeFile(path, options), () =>
-      Stream.unwrap(Effect.map(FileSystem.FileSystem, (fs) => fs.stream(path))).pipe(
-        decode({ ...options, source: path })
-      )
-    )
-  )
+> = File.fromFile

@@ -4,8 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Stream from "effect/Stream"
-import { Audio } from "../src/index.js"
-import { concat } from "./support.js"
+import { Audio, AvatarSimulator } from "../src/index.js"
+import { clientFor, concat } from "./support.js"
 
 const evenChunks = FastCheck.array(FastCheck.uint8Array({ maxLength: 3000 }), { maxLength: 40 }).filter(
   (chunks) => chunks.reduce((n, c) => n + c.byteLength, 0) % 2 === 0
@@ -69,4 +69,34 @@ describe("Audio.frames", () => {
     expect(Audio.looksLikeWav(new TextEncoder().encode("RIFF\0\0\0\0WAVEfmt "))).toBe(true)
     expect(Audio.looksLikeWav(new Uint8Array(64))).toBe(false)
   })
+})
+
+describe("Audio.looksLikeWav", () => {
+  const header = (magic: string) => {
+    const bytes = new Uint8Array(4000)
+    // RF64 leaves the RIFF size at 0xFFFFFFFF and keeps the real one in its ds64 chunk
+    bytes.set(
+      Uint8Array.from(`${magic}\xff\xff\xff\xffWAVEds64`, (c) => c.charCodeAt(0)),
+      0
+    )
+    return bytes
+  }
+
+  it("knows RF64 (the WAV of files over 4 GiB) as well as RIFF, as the decoder does", () => {
+    expect(Audio.looksLikeWav(header("RIFF"))).toBe(true)
+    expect(Audio.looksLikeWav(header("RF64"))).toBe(true)
+    expect(Audio.looksLikeWav(header("RIFX"))).toBe(false)
+    expect(Audio.looksLikeWav(header("RF64").subarray(0, 11))).toBe(false)
+  })
+
+  it.live("session.audio refuses an RF64 file passed as raw PCM before anything is sent", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: "dvp_Tristan_cloth2_1080P", pacing: "none" })
+      const result = yield* Effect.either(Stream.run(Stream.make(header("RF64")), session.audio))
+      expect(result).toMatchObject({ _tag: "Left", left: { _tag: "AudioStreamError", reason: "not-pcm" } })
+      expect((yield* session.info).audio.framesAccepted).toBe(0)
+    }).pipe(Effect.scoped)
+  )
 })

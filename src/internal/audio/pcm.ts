@@ -1,16 +1,22 @@
 /**
- * The synchronous parts of audio conversion: samples in any PCM encoding to mono floats,
- * band-limited resampling (libsamplerate), floats to 16-bit PCM. Every class keeps what a
- * chunk boundary cut in half (a partial sample frame, the resampler's filter state), so a
- * stream converted in pieces equals the same stream converted whole.
+ * The synchronous parts of audio conversion: the avatar's format, samples in any PCM
+ * encoding to mono floats, band-limited resampling (libsamplerate), floats to 16-bit PCM.
+ * Every class keeps what a chunk boundary cut in half (a partial sample frame, the
+ * resampler's filter state), so a stream converted in pieces equals the same stream
+ * converted whole.
  */
 // a webpack UMD bundle: Node sees no named exports in it, only the default (module.exports)
 import LibSampleRate from "@alexanderolsen/libsamplerate-js"
 import * as Effect from "effect/Effect"
+import type * as Audio from "../../Audio.js"
 import { AudioDecodeError } from "../../AvatarError.js"
 
-/** Sample encodings: integers little-endian (u8 is offset binary, as in WAV), floats IEEE. */
-export type Encoding = "u8" | "s8" | "s16le" | "s24le" | "s32le" | "f32le" | "f64le"
+export type Encoding = Audio.Encoding
+
+/** What the avatar takes: s16le mono at 16 kHz. */
+export const SAMPLE_RATE = 16_000
+export const BYTES_PER_SAMPLE = 2
+export const BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 export const ENCODINGS: ReadonlyArray<Encoding> = ["u8", "s8", "s16le", "s24le", "s32le", "f32le", "f64le"]
 
@@ -31,9 +37,11 @@ export const bytesPerSample = (encoding: Encoding): number => {
   }
 }
 
-export type Quality = "best" | "medium" | "fastest"
+/** The sample rates taken in, from a WAV header or as an option. */
+export const MIN_RATE = 1000
+export const MAX_RATE = 384_000
 
-const converterType = (quality: Quality) =>
+const converterType = (quality: Audio.Quality) =>
   quality === "best"
     ? LibSampleRate.ConverterType.SRC_SINC_BEST_QUALITY
     : quality === "fastest"
@@ -67,7 +75,7 @@ const readSample = (view: DataView, at: number, encoding: Encoding): number => {
 export class SampleReader {
   readonly frameBytes: number
   private readonly sampleBytes: number
-  private carry: Uint8Array
+  private readonly carry: Uint8Array
   private carryLength = 0
   /** Bytes taken in all. */
   total = 0
@@ -88,63 +96,84 @@ export class SampleReader {
 
   push(chunk: Uint8Array): Float32Array {
     this.total += chunk.byteLength
-    let bytes = chunk
-    if (this.carryLength > 0) {
-      bytes = new Uint8Array(this.carryLength + chunk.byteLength)
-      bytes.set(this.carry.subarray(0, this.carryLength), 0)
-      bytes.set(chunk, this.carryLength)
-      this.carryLength = 0
-    }
+    const bytes = this.afterCarry(chunk)
     const frames = Math.floor(bytes.byteLength / this.frameBytes)
-    const rest = bytes.byteLength - frames * this.frameBytes
-    if (rest > 0) {
-      this.carry.set(bytes.subarray(bytes.byteLength - rest), 0)
-      this.carryLength = rest
-    }
-    const out = new Float32Array(frames)
+    const rest = bytes.subarray(frames * this.frameBytes)
+    this.carry.set(rest, 0)
+    this.carryLength = rest.byteLength
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    const { channels, encoding, sampleBytes, frameBytes } = this
-    if (channels === 1) {
-      for (let i = 0; i < frames; i++) out[i] = readSample(view, i * frameBytes, encoding)
-    } else {
-      for (let i = 0; i < frames; i++) {
-        let sum = 0
-        for (let c = 0, at = i * frameBytes; c < channels; c++, at += sampleBytes) sum += readSample(view, at, encoding)
-        out[i] = sum / channels
-      }
-    }
-    return out
+    return this.channels === 1
+      ? readMono(view, frames, this.encoding, this.frameBytes)
+      : readMean(view, frames, this.encoding, this.sampleBytes, this.channels)
   }
+
+  private afterCarry(chunk: Uint8Array): Uint8Array {
+    if (this.carryLength === 0) return chunk
+    const bytes = new Uint8Array(this.carryLength + chunk.byteLength)
+    bytes.set(this.carry.subarray(0, this.carryLength), 0)
+    bytes.set(chunk, this.carryLength)
+    return bytes
+  }
+}
+
+const readMono = (view: DataView, frames: number, encoding: Encoding, frameBytes: number): Float32Array => {
+  const out = new Float32Array(frames)
+  for (let i = 0; i < frames; i++) out[i] = readSample(view, i * frameBytes, encoding)
+  return out
+}
+
+/** The mean of each frame's channels; frames lie one after another, so one offset walks them all. */
+const readMean = (
+  view: DataView,
+  frames: number,
+  encoding: Encoding,
+  sampleBytes: number,
+  channels: number
+): Float32Array => {
+  const out = new Float32Array(frames)
+  const frameBytes = sampleBytes * channels
+  for (let i = 0, at = 0; i < frames; i++) {
+    const end = at + frameBytes
+    let sum = 0
+    for (; at < end; at += sampleBytes) sum += readSample(view, at, encoding)
+    out[i] = sum / channels
+  }
+  return out
 }
 
 /** Interleaved floats in, their mean per frame out; a partial frame waits for the next chunk. */
 export class FloatMixer {
-  private carry: Array<number> = []
+  private readonly carry: Float32Array
+  private carryLength = 0
 
-  constructor(readonly channels: number) {}
-
-  get pending(): number {
-    return this.carry.length
+  constructor(readonly channels: number) {
+    this.carry = new Float32Array(channels)
   }
 
   push(chunk: Float32Array): Float32Array {
     const { channels } = this
     if (channels === 1) return chunk
-    let input = chunk
-    if (this.carry.length > 0) {
-      input = new Float32Array(this.carry.length + chunk.length)
-      input.set(this.carry, 0)
-      input.set(chunk, this.carry.length)
-    }
+    const input = this.afterCarry(chunk)
     const frames = Math.floor(input.length / channels)
-    this.carry = Array.from(input.subarray(frames * channels))
+    const rest = input.subarray(frames * channels)
+    this.carry.set(rest, 0)
+    this.carryLength = rest.length
     const out = new Float32Array(frames)
     for (let i = 0, at = 0; i < frames; i++) {
+      const end = at + channels
       let sum = 0
-      for (let c = 0; c < channels; c++, at++) sum += input[at]!
+      for (; at < end; at++) sum += input[at]!
       out[i] = sum / channels
     }
     return out
+  }
+
+  private afterCarry(chunk: Float32Array): Float32Array {
+    if (this.carryLength === 0) return chunk
+    const input = new Float32Array(this.carryLength + chunk.length)
+    input.set(this.carry.subarray(0, this.carryLength), 0)
+    input.set(chunk, this.carryLength)
+    return input
   }
 }
 
@@ -173,7 +202,7 @@ export class Resampler {
     readonly to: number
   ) {}
 
-  static make(from: number, to: number, quality: Quality): Effect.Effect<Resampler> {
+  static make(from: number, to: number, quality: Audio.Quality): Effect.Effect<Resampler> {
     if (from === to) return Effect.succeed(new Resampler(undefined, from, to))
     return Effect.map(
       Effect.promise(() => LibSampleRate.create(1, from, to, { converterType: converterType(quality) })),
@@ -239,11 +268,11 @@ export const concatFloats = (parts: ReadonlyArray<Float32Array>): Float32Array =
 
 /** Floats in [-1, 1) to s16le, rounded and clipped; NaN becomes silence. */
 export const toS16le = (samples: Float32Array): Uint8Array => {
-  const out = new Uint8Array(samples.length * 2)
+  const out = new Uint8Array(samples.length * BYTES_PER_SAMPLE)
   const view = new DataView(out.buffer)
   for (let i = 0; i < samples.length; i++) {
     const v = Math.round(samples[i]! * 32768)
-    view.setInt16(i * 2, v > 32767 ? 32767 : v < -32768 ? -32768 : Number.isNaN(v) ? 0 : v, true)
+    view.setInt16(i * BYTES_PER_SAMPLE, v > 32767 ? 32767 : v < -32768 ? -32768 : Number.isNaN(v) ? 0 : v, true)
   }
   return out
 }
@@ -252,7 +281,7 @@ export const toS16le = (samples: Float32Array): Uint8Array => {
 export class MonoEncoder {
   constructor(readonly resampler: Resampler) {}
 
-  static make(from: number, to: number, quality: Quality): Effect.Effect<MonoEncoder> {
+  static make(from: number, to: number, quality: Audio.Quality): Effect.Effect<MonoEncoder> {
     return Effect.map(Resampler.make(from, to, quality), (r) => new MonoEncoder(r))
   }
 
@@ -268,46 +297,6 @@ export class MonoEncoder {
     this.resampler.close()
   }
 }
-
-/** What the first bytes of a file say it is. */
-export type Sniffed =
-  | { readonly _tag: "wav" }
-  | { readonly _tag: "mpeg" }
-  | { readonly _tag: "other"; readonly what: string }
-  | { readonly _tag: "unknown" }
-
-const ascii = (bytes: Uint8Array, at: number, length: number) =>
-  String.fromCharCode(...bytes.subarray(at, Math.min(at + length, bytes.byteLength)))
-
-/** A plausible MPEG audio frame header at `at` (sync, version, layer, bitrate and rate indexes). */
-export const isMpegHeader = (b: Uint8Array, at: number): boolean =>
-  at + 4 <= b.byteLength &&
-  b[at] === 0xff &&
-  (b[at + 1]! & 0xe0) === 0xe0 &&
-  (b[at + 1]! & 0x18) !== 0x08 && // version 01 is reserved
-  (b[at + 1]! & 0x06) !== 0x00 && // layer 00 is reserved (and is AAC's ADTS)
-  (b[at + 2]! & 0xf0) !== 0xf0 && // bitrate index 15 is invalid
-  (b[at + 2]! & 0x0c) !== 0x0c // sample rate index 3 is reserved
-
-/** Names a container from its magic bytes. */
-export const sniff = (b: Uint8Array): Sniffed => {
-  const head = ascii(b, 0, 4)
-  if ((head === "RIFF" || head === "RF64") && ascii(b, 8, 4) === "WAVE") return { _tag: "wav" }
-  if (head === "RIFX") return { _tag: "other", what: "a big-endian WAV file (RIFX)" }
-  if (head.startsWith("ID3") || isMpegHeader(b, 0)) return { _tag: "mpeg" }
-  if (head === "OggS") return { _tag: "other", what: "an Ogg file (Vorbis or Opus)" }
-  if (head === "fLaC") return { _tag: "other", what: "a FLAC file" }
-  if (head === "FORM" && /^AIF[FC]$/.test(ascii(b, 8, 4))) return { _tag: "other", what: "an AIFF file" }
-  if (ascii(b, 4, 4) === "ftyp") return { _tag: "other", what: "an MP4/M4A file (AAC or ALAC)" }
-  if (b.byteLength >= 2 && b[0] === 0xff && (b[1]! & 0xf6) === 0xf0) return { _tag: "other", what: "AAC audio (ADTS)" }
-  if (head === "\u001aE\u00df\u00a3") return { _tag: "other", what: "a Matroska/WebM file" }
-  if (head === "caff") return { _tag: "other", what: "a Core Audio (CAF) file" }
-  return { _tag: "unknown" }
-}
-
-/** The first bytes as hex, for an error message. */
-export const hexHead = (b: Uint8Array, n = 8): string =>
-  Array.from(b.subarray(0, n), (x) => x.toString(16).padStart(2, "0")).join(" ")
 
 export const decodeError = (
   reason: AudioDecodeError["reason"],

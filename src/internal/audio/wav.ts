@@ -1,16 +1,26 @@
 /**
- * A streaming RIFF/WAVE reader: it walks the chunks as bytes arrive, keeps only headers in
- * memory, and hands out the `data` chunk's bytes as they come. A one-hour file is never
- * held whole. It understands PCM (8, 16, 24, 32-bit), IEEE float (32, 64-bit),
- * WAVE_FORMAT_EXTENSIBLE around either, and RF64; it names anything else.
+ * WAV as a codec: a streaming RIFF/WAVE reader that walks the chunks as bytes arrive, keeps
+ * only headers in memory, and hands out the `data` chunk's bytes as they come, so a
+ * one-hour file is never held whole. It understands PCM (8, 16, 24, 32-bit), IEEE float
+ * (32, 64-bit), WAVE_FORMAT_EXTENSIBLE around either, and RF64; it names anything else.
  */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Audio from "../../Audio.js"
 import type { AudioDecodeError } from "../../AvatarError.js"
-import { decodeError, type Encoding } from "./pcm.js"
+import * as Codec from "./codec.js"
+import * as Pcm from "./pcm.js"
+
+/** A RIFF/WAVE header, or RF64 (the same with 64-bit sizes, for files over 4 GiB). */
+export const isWavHeader = (b: Uint8Array): boolean => {
+  const riff = Codec.ascii(b, 0, 4)
+  return (riff === "RIFF" || riff === "RF64") && Codec.ascii(b, 8, 4) === "WAVE"
+}
 
 export interface WavFormat {
   readonly sampleRate: number
   readonly channels: number
-  readonly encoding: Encoding
+  readonly encoding: Audio.Encoding
   readonly bitsPerSample: number
 }
 
@@ -29,6 +39,17 @@ const CODEC_NAMES: Record<number, string> = {
 }
 
 const tag = (b: Uint8Array, at: number) => String.fromCharCode(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!)
+
+const frameBytesOf = (channels: number, bitsPerSample: number) => (channels * bitsPerSample) / 8
+
+const bytesPerSecond = (f: WavFormat) => f.sampleRate * frameBytesOf(f.channels, f.bitsPerSample)
+
+const truncatedData = (declared: number, available: number, f: WavFormat, source: string | undefined) =>
+  Pcm.decodeError(
+    "truncated",
+    `the data chunk declares ${declared} bytes (${(declared / bytesPerSecond(f)).toFixed(2)} s) but the file ends after ${available} (${(available / bytesPerSecond(f)).toFixed(2)} s)`,
+    source
+  )
 
 const MAX_FMT_BYTES = 1024
 
@@ -57,7 +78,7 @@ export class WavReader {
   constructor(readonly source: string | undefined) {}
 
   private fail(reason: AudioDecodeError["reason"], message: string): never {
-    throw decodeError(reason, message, this.source)
+    throw Pcm.decodeError(reason, message, this.source)
   }
 
   /** Takes bytes of the file; pushes the audio among them onto `out`. Throws an `AudioDecodeError`. */
@@ -167,10 +188,13 @@ export class WavReader {
       )
     }
     if (channels === 0) this.fail("malformed", "the fmt chunk says 0 channels")
-    if (sampleRate < 1000 || sampleRate > 384_000) {
-      this.fail("malformed", `the fmt chunk says ${sampleRate} Hz; a sample rate from 1,000 to 384,000 Hz is expected`)
+    if (sampleRate < Pcm.MIN_RATE || sampleRate > Pcm.MAX_RATE) {
+      this.fail(
+        "malformed",
+        `the fmt chunk says ${sampleRate} Hz; a sample rate from ${Pcm.MIN_RATE.toLocaleString("en-US")} to ${Pcm.MAX_RATE.toLocaleString("en-US")} Hz is expected`
+      )
     }
-    const encoding: Encoding | undefined =
+    const encoding: Audio.Encoding | undefined =
       formatTag === 3
         ? bitsPerSample === 32
           ? "f32le"
@@ -192,10 +216,10 @@ export class WavReader {
         `${bitsPerSample}-bit ${formatTag === 3 ? "float" : "integer"} samples are not decoded; PCM 8, 16, 24 or 32-bit and float 32 or 64-bit are`
       )
     }
-    if (blockAlign !== (channels * bitsPerSample) / 8) {
+    if (blockAlign !== frameBytesOf(channels, bitsPerSample)) {
       this.fail(
         "malformed",
-        `the fmt chunk says ${blockAlign} bytes per sample frame, but ${channels} channels of ${bitsPerSample} bits take ${(channels * bitsPerSample) / 8}`
+        `the fmt chunk says ${blockAlign} bytes per sample frame, but ${channels} channels of ${bitsPerSample} bits take ${frameBytesOf(channels, bitsPerSample)}`
       )
     }
     return { sampleRate, channels, encoding, bitsPerSample }
@@ -212,11 +236,108 @@ export class WavReader {
     }
     if (this.dataOffset === undefined) this.fail("truncated", "the file ends before its audio data (no data chunk)")
     if (state._tag === "data" && Number.isFinite(state.remaining) && state.remaining > 0) {
-      const rate = this.format.sampleRate * (this.format.bitsPerSample / 8) * this.format.channels
-      this.fail(
-        "truncated",
-        `the data chunk declares ${this.declaredDataBytes} bytes (${((this.declaredDataBytes ?? 0) / rate).toFixed(2)} s) but the file ends after ${this.dataBytes} (${(this.dataBytes / rate).toFixed(2)} s)`
-      )
+      // a finite remainder means the header declared the size
+      throw truncatedData(this.declaredDataBytes!, this.dataBytes, this.format, this.source)
     }
   }
+}
+
+const codecName = (encoding: Audio.Encoding) =>
+  encoding === "f32le"
+    ? "float 32-bit"
+    : encoding === "f64le"
+      ? "float 64-bit"
+      : `PCM ${encoding === "u8" ? 8 : Number.parseInt(encoding.slice(1), 10)}-bit`
+
+const probe = (
+  head: Uint8Array,
+  fileSize: number | undefined,
+  source: string | undefined
+): Audio.SourceInfo | undefined => {
+  if (!isWavHeader(head)) return undefined
+  const reader = new WavReader(source)
+  reader.push(head, [])
+  if (fileSize !== undefined && head.byteLength >= fileSize) reader.end()
+  const f = reader.format
+  if (f === undefined) throw Pcm.decodeError("malformed", "no fmt chunk in the first 64 KiB", source)
+  const header = {
+    container: "wav",
+    codec: codecName(f.encoding),
+    sampleRate: f.sampleRate,
+    channels: f.channels
+  } as const
+  // the audio starts beyond the bytes read (a large metadata chunk first): no duration yet
+  if (reader.dataOffset === undefined) return { ...header, durationSeconds: Option.none(), durationExact: false }
+  const available = fileSize === undefined ? undefined : fileSize - reader.dataOffset
+  if (reader.declaredDataBytes !== undefined && available !== undefined && available < reader.declaredDataBytes) {
+    throw truncatedData(reader.declaredDataBytes, available, f, source)
+  }
+  const bytes = reader.declaredDataBytes ?? available
+  return {
+    ...header,
+    durationSeconds:
+      bytes === undefined
+        ? Option.none()
+        : Option.some(Math.floor(bytes / frameBytesOf(f.channels, f.bitsPerSample)) / f.sampleRate),
+    durationExact: bytes !== undefined
+  }
+}
+
+/** The `data` chunk's samples, mixed to mono and resampled, as the reader hands them out. */
+class WavDecoder implements Codec.Decoder {
+  private readonly reader: WavReader
+
+  private constructor(
+    private readonly samples: Pcm.SampleReader,
+    private readonly encoder: Pcm.MonoEncoder,
+    private readonly source: string | undefined
+  ) {
+    this.reader = new WavReader(source)
+  }
+
+  static make(head: Uint8Array, options: Codec.DecoderOptions): Effect.Effect<Codec.Decoder> {
+    return Effect.suspend(() => {
+      // a head that was probed holds the fmt chunk: the format is known before any audio
+      const probed = new WavReader(options.source)
+      probed.push(head, [])
+      const f = probed.format!
+      return Effect.map(
+        Pcm.MonoEncoder.make(f.sampleRate, options.rate, options.quality),
+        (encoder) => new WavDecoder(new Pcm.SampleReader(f.encoding, f.channels), encoder, options.source)
+      )
+    })
+  }
+
+  push(chunk: Uint8Array, out: Array<Uint8Array>): void {
+    const data: Array<Uint8Array> = []
+    this.reader.push(chunk, data)
+    for (const piece of data) out.push(this.encoder.push(this.samples.push(piece)))
+  }
+
+  end(out: Array<Uint8Array>): void {
+    this.reader.end()
+    if (this.samples.pending > 0) {
+      throw Pcm.decodeError(
+        "truncated",
+        `the audio ends in the middle of a sample frame (${this.samples.pending} of ${this.samples.frameBytes} bytes)`,
+        this.source
+      )
+    }
+    out.push(this.encoder.end())
+  }
+
+  close(): void {
+    this.encoder.close()
+  }
+}
+
+export const codec: Codec.Codec = {
+  format: "wav",
+  what: "a WAV file (RIFF/WAVE header)",
+  sniff: isWavHeader,
+  unmistakable: isWavHeader,
+  // the RIFF header, fmt and the small chunks writers put before data
+  headBytes: () => 8192,
+  probe,
+  decoder: WavDecoder.make
 }
