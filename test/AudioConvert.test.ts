@@ -411,6 +411,35 @@ describe("Audio input that is not what it claims", () => {
       }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 
+  for (const [name, rate, dataBytes, seconds] of [
+    ["espeak-pipe.wav", 22_050, 63_566, "1.44"],
+    ["sox-pipe.wav", 16_000, 16_000, "0.50"]
+  ] as const) {
+    it.effect(`a WAV written to a pipe (${name}, data size 0x7FFFF000) is read to the end`, () =>
+      Effect.gen(function* () {
+        const path = new URL(`fixtures/${name}`, import.meta.url).pathname
+        const bytes = new Uint8Array(readFileSync(path))
+        // the marker the writer left for "unknown length", as captured
+        expect(new DataView(bytes.buffer, bytes.byteOffset).getUint32(40, true)).toBe(0x7ffff000)
+        const info = yield* Audio.probeFile(path)
+        expect(info).toMatchObject({ container: "wav", sampleRate: rate, channels: 1 })
+        // the length comes from the file, since the header does not know it
+        expect(Option.getOrThrow(info.durationSeconds)).toBeCloseTo(Number(seconds), 2)
+        // streamed as a pipe delivers it, in uneven chunks: every sample, resampled to 16 kHz
+        const out = concat(
+          yield* Stream.fromIterable(unevenChunks(bytes)).pipe(
+            Audio.decode({ source: name }),
+            Stream.runCollect,
+            Effect.map(Chunk.toReadonlyArray)
+          )
+        )
+        expect(out.byteLength).toBe(Math.round(((dataBytes / 2) * 16_000) / rate) * 2)
+        const fromFile = concat(Chunk.toReadonlyArray(yield* Stream.runCollect(Audio.fromFile(path))))
+        expect(fromFile).toStrictEqual(out)
+      }).pipe(Effect.provide(NodeFileSystem.layer))
+    )
+  }
+
   it.effect("a truncated MP3 is recognised by its Info tag", () =>
     Effect.gen(function* () {
       const path = join(dir, "cut.mp3")

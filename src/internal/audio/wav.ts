@@ -53,6 +53,14 @@ const truncatedData = (declared: number, available: number, f: WavFormat, source
 
 const MAX_FMT_BYTES = 1024
 
+/**
+ * The data sizes that mean "unknown, read to the end": 0 and 0xFFFFFFFF from streaming
+ * writers, 0x7FFFF000 from sox and espeak-ng writing to a pipe (the largest size a signed
+ * 32-bit RIFF length holds, rounded down to a page), and anything above it, which no real
+ * 16-bit file of this kind reaches (18 hours at 16 kHz mono).
+ */
+const unknownLength = (size: number) => size === 0 || size >= 0x7ffff000
+
 type State =
   | { readonly _tag: "riff" }
   | { readonly _tag: "header" }
@@ -149,8 +157,9 @@ export class WavReader {
         } else if (id === "data") {
           if (this.format === undefined) this.fail("malformed", "the data chunk comes before the fmt chunk")
           this.dataOffset = this.offset
-          // streaming writers leave 0 or 0xFFFFFFFF; RF64 keeps the real size in ds64: read to the end
-          const open = size === 0 || size === 0xffffffff || this.rf64
+          // a writer that does not know the length yet (a pipe) leaves a marker: read to the end;
+          // RF64 keeps the real size in ds64, so read that to the end too
+          const open = unknownLength(size) || this.rf64
           this.declaredDataBytes = open ? undefined : size
           this.state = { _tag: "data", remaining: open ? Number.POSITIVE_INFINITY : size }
         } else {
