@@ -177,12 +177,22 @@ export const ErrorMessage = serverEnvelope(
 )
 
 /**
+ * An `event` from the server: `audio_start` and `audio_end` say that the avatar started and
+ * stopped speaking (Akool's web demo handles them; the Python SDK does not mention them, so
+ * a session must work without them). Other events decode too, with their fields kept.
+ *
+ * @since 0.2.0
+ * @category server messages
+ */
+export const ServerEvent = serverEnvelope("event", Schema.Struct({ event: Schema.String }))
+
+/**
  * The messages the server is known to send. Unknown fields are kept on decode.
  *
  * @since 0.1.0
  * @category server messages
  */
-export const KnownServerMessage = Schema.Union(System, Ack, Pong, ErrorMessage)
+export const KnownServerMessage = Schema.Union(System, Ack, Pong, ErrorMessage, ServerEvent)
 
 /**
  * @since 0.1.0
