@@ -123,3 +123,38 @@ export const heartbeatRoundTrip = Metric.histogram(
   latencyBoundaries,
   "Milliseconds from a heartbeat ping to its pong"
 )
+
+/**
+ * The playout delay measured from the server's `audio_start` events: from a segment's first
+ * frame reaching the service to the avatar starting to speak it, in milliseconds.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const playoutDelay = Metric.histogram(
+  "akool_avatar_playout_delay_ms",
+  latencyBoundaries,
+  "Milliseconds from audio reaching the service to the avatar speaking it"
+)
+
+/**
+ * Utterances the avatar finished speaking.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const utterancesSpoken = Metric.counter("akool_avatar_utterances_spoken_total", {
+  description: "Utterances the avatar spoke to their end",
+  incremental: true
+})
+
+/**
+ * Utterances an interrupt cut before their end.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const utterancesInterrupted = Metric.counter("akool_avatar_utterances_interrupted_total", {
+  description: "Utterances cut by an interrupt",
+  incremental: true
+})

@@ -80,6 +80,12 @@ export interface Options {
    * stalled and the connection as dropped (default 10 seconds).
    */
   readonly stallTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long after a frame reaches the service the avatar speaks it: its jitter buffer and
+   * rendering (default 100 milliseconds). The playback model starts from it; once the server
+   * sends `audio_start` events, the session measures the real delay and uses that instead.
+   */
+  readonly playoutDelay?: Duration.DurationInput | undefined
   /** Sent right after connecting; the session is returned once they are acknowledged and Agora is connected. */
   readonly params?: Protocol.AvatarParams | undefined
 }
@@ -120,6 +126,81 @@ export interface ConnectionInfo {
     readonly framesUnconfirmed: number
     readonly bytesWritten: number
   }
+  readonly playback: {
+    /** The playout delay the playback model uses, in milliseconds. */
+    readonly playoutDelayMs: number
+    /** Whether it was measured from the server's `audio_start` events (else it is the `playoutDelay` option). */
+    readonly measured: boolean
+  }
+}
+
+/**
+ * Whether the avatar is speaking, and which utterance. Driven by the server's `audio_start`
+ * and `audio_end` events when it sends them, and by the playback model otherwise. `since` is
+ * the clock time (milliseconds) at which it began.
+ *
+ * @since 0.2.0
+ * @category turn-taking
+ */
+export type Speaking = Data.TaggedEnum<{
+  Silent: {}
+  Speaking: { readonly utterance: string; readonly since: number }
+}>
+
+/**
+ * @since 0.2.0
+ * @category turn-taking
+ */
+export const Speaking: Data.TaggedEnum.Constructor<Speaking> = state.Speaking
+
+/**
+ * How an utterance ended in the avatar's playback. `playedMs` counts only audio the server
+ * confirmed it had received and that had played by the end; gaps where the producer fell
+ * behind are silence and count in neither figure.
+ *
+ * @since 0.2.0
+ * @category turn-taking
+ */
+export interface Played {
+  /** An interrupt cut it before its end. */
+  readonly interrupted: boolean
+  readonly playedMs: number
+  /** Its audio, in milliseconds (what was written, and what an interrupt dropped). */
+  readonly durationMs: number
+}
+
+/**
+ * What an interrupt cut: the utterance being spoken (or, when none was, the first one
+ * waiting), how much of it had been heard, and how much of it and of the utterances queued
+ * behind it never was. A voice agent truncates its transcript at `playedMs`.
+ *
+ * @since 0.2.0
+ * @category turn-taking
+ */
+export interface Interrupted {
+  /** The id of that utterance; `undefined` when nothing was playing or waiting. */
+  readonly utterance: string | undefined
+  readonly playedMs: number
+  readonly unplayedMs: number
+  /** Frames dropped from the outbox before they were written. */
+  readonly droppedFrames: number
+}
+
+/**
+ * An utterance started with `session.say`: it runs in the session's scope while the caller
+ * goes on.
+ *
+ * @since 0.2.0
+ * @category turn-taking
+ */
+export interface Utterance<E = never> {
+  readonly id: string
+  /** Every frame has left the process (what `Stream.run(speech, session.audio)` completing means). */
+  readonly written: Effect.Effect<void, AudioStreamError | E>
+  /** The avatar has finished speaking it, or an interrupt cut it. */
+  readonly played: Effect.Effect<Played, AudioStreamError | E>
+  /** Interrupts the session if this utterance is still to be heard; otherwise does nothing and says so. */
+  readonly interrupt: Effect.Effect<Interrupted, AvatarError>
 }
 
 /**
@@ -146,8 +227,18 @@ export interface AvatarSession {
   readonly speak: <E, R>(speech: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, AudioStreamError | E, R>
   /** One-off audio, through the same outbox; completes once written. */
   readonly sendAudio: (bytes: Uint8Array) => Effect.Effect<void, AudioStreamError>
-  /** Drops queued audio, ends the utterance being streamed, sends `interrupt` and awaits its ack. */
-  readonly interrupt: Effect.Effect<void, AvatarError>
+  /**
+   * Starts an utterance in the session's scope and returns at once: its `written` and
+   * `played` can be awaited, and it can be interrupted on its own.
+   */
+  readonly say: <E, R>(speech: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<Utterance<E>, never, R>
+  /**
+   * Barge-in: drops queued audio, ends the utterance being streamed, sends `interrupt` and
+   * awaits its ack; then says what the listener had heard.
+   */
+  readonly interrupt: Effect.Effect<Interrupted, AvatarError>
+  /** Whether the avatar is speaking now; `.changes` is a Stream of every change. */
+  readonly speaking: SubscriptionRef.SubscriptionRef<Speaking>
   /** Decoded server messages; each subscriber sees every message after it subscribes. */
   readonly events: Stream.Stream<Protocol.ServerMessage>
   readonly state: SubscriptionRef.SubscriptionRef<SessionState>

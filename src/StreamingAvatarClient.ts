@@ -445,7 +445,7 @@ export class StreamingAvatarClient implements AsyncDisposable {
    *
    * @since 0.1.0
    */
-  async interrupt(call?: CallOptions): Promise<void> {
+  async interrupt(call?: CallOptions): Promise<AvatarSession.Interrupted> {
     return this.#run(this.#session("interrupt").interrupt, call?.signal)
   }
 
@@ -473,7 +473,8 @@ export class StreamingAvatarClient implements AsyncDisposable {
         framesQueued: 0,
         framesUnconfirmed: 0,
         bytesWritten: 0
-      }
+      },
+      playback: { playoutDelayMs: 100, measured: false }
     }
   }
 

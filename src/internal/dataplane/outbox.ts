@@ -44,6 +44,10 @@ export interface OutboxOptions {
    * client writes on the same ticks, one batch per frame period.
    */
   readonly gridMs: number
+  /** Hears of each frame as it is written (the `written`-th frame): the playback model. */
+  readonly onWritten?: ((owner: unknown, bytes: number, written: number, now: number) => void) | undefined
+  /** Hears of each frame an interrupt dropped. */
+  readonly onDropped?: ((owner: unknown, bytes: number) => void) | undefined
 }
 
 /**
@@ -58,6 +62,8 @@ export interface OutboxOptions {
  */
 export class Outbox {
   private readonly ring: Array<Uint8Array | undefined>
+  /** Whose each queued frame is (its utterance), beside `ring`. */
+  private readonly owners: Array<unknown>
   private head = 0
   private size = 0
   private playheadEnd = 0
@@ -85,6 +91,7 @@ export class Outbox {
 
   constructor(readonly options: OutboxOptions) {
     this.ring = new Array(options.capacity)
+    this.owners = new Array(options.capacity)
     // Producers resume once a quarter to three quarters of the outbox is free (not after every
     // frame), and confirmations start at a random point of their cycle: sessions that started
     // together then do not all wake, or all ping, on the same tick of the shared clock.
@@ -111,10 +118,12 @@ export class Outbox {
   }
 
   /** Queues a frame if there is room; returns whether it was taken. */
-  offer(frame: Uint8Array): boolean {
+  offer(frame: Uint8Array, owner?: unknown): boolean {
     const capacity = this.options.capacity
     if (this.size >= capacity) return false
-    this.ring[(this.head + this.size) % capacity] = frame
+    const at = (this.head + this.size) % capacity
+    this.ring[at] = frame
+    this.owners[at] = owner
     this.size++
     this.accepted++
     return true
@@ -196,6 +205,8 @@ export class Outbox {
         }
         target.sendChat(frame)
         if (corked) corkedBytes += frame.byteLength
+        this.options.onWritten?.(this.owners[this.head], frame.byteLength, this.written + 1, now)
+        this.owners[this.head] = undefined
         this.ring[this.head] = undefined
         this.head = (this.head + 1) % capacity
         this.size--
@@ -243,7 +254,12 @@ export class Outbox {
   /** Drops every queued frame and restarts the pacing clock; returns how many were dropped. */
   interrupt(now: number): number {
     const dropped = this.size
-    for (let i = 0; i < this.size; i++) this.ring[(this.head + i) % this.options.capacity] = undefined
+    for (let i = 0; i < this.size; i++) {
+      const at = (this.head + i) % this.options.capacity
+      this.options.onDropped?.(this.owners[at], this.ring[at]!.byteLength)
+      this.ring[at] = undefined
+      this.owners[at] = undefined
+    }
     this.head = 0
     this.size = 0
     this.dropped += dropped

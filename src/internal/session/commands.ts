@@ -7,13 +7,16 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { type AvatarError, CommandError } from "../../AvatarError.js"
+import type * as AvatarSession from "../../AvatarSession.js"
 import type * as Connection from "../../Connection.js"
 import * as Protocol from "../../Protocol.js"
 import type { Outbox } from "../dataplane/outbox.js"
 import type { Inbound } from "./inbound.js"
 import type { Lifecycle } from "./lifecycle.js"
 import { type Resolved, validateParams } from "./options.js"
+import type { Turns } from "./turns.js"
 
 export class Commands {
   /** The last `set-params` the server took (or that is on its way): a reconnect sends it again. */
@@ -24,6 +27,7 @@ export class Commands {
     private readonly lifecycle: Lifecycle,
     private readonly inbound: Inbound,
     private readonly outbox: Outbox,
+    private readonly turns: Turns,
     private readonly now: () => number
   ) {}
 
@@ -44,12 +48,17 @@ export class Commands {
   }
 
   /** Sends a command and awaits its ack, within one `commandTimeout` for the wait and the ack together. */
-  private send(name: string, build: (mid: string) => Protocol.ClientMessage): Effect.Effect<void, AvatarError> {
+  private send(
+    name: string,
+    build: (mid: string) => Protocol.ClientMessage,
+    onSent?: (at: number) => void
+  ): Effect.Effect<void, AvatarError> {
     return Effect.gen(this, function* () {
       const start = yield* Clock.currentTimeMillis
       const connection = yield* this.connection(name, this.options.commandTimeout)
-      const spent = (yield* Clock.currentTimeMillis) - start
-      const left = Duration.millis(Math.max(1, Duration.toMillis(this.options.commandTimeout) - spent))
+      const sentAt = yield* Clock.currentTimeMillis
+      const left = Duration.millis(Math.max(1, Duration.toMillis(this.options.commandTimeout) - (sentAt - start)))
+      onSent?.(sentAt)
       yield* connection.request(build(connection.ids.next()), left)
     })
   }
@@ -114,14 +123,27 @@ export class Commands {
     )
   }
 
-  /** Drops the queued audio, then sends `interrupt` and awaits its ack. */
-  interrupt(): Effect.Effect<void, AvatarError> {
-    return Effect.suspend(() => {
-      const dropped = this.outbox.interrupt(this.now())
-      return Effect.zipRight(
-        Effect.annotateCurrentSpan("akool.frames_dropped", dropped),
-        this.send("interrupt", Protocol.interrupt)
+  /**
+   * Drops the queued audio, sends `interrupt` and awaits its ack, then cuts the playback
+   * model where the server read the interrupt: the ack confirms every frame written before
+   * it, so what is reported as heard had arrived.
+   */
+  interrupt(): Effect.Effect<AvatarSession.Interrupted, AvatarError> {
+    return Effect.gen(this, function* () {
+      const droppedFrames = this.outbox.interrupt(this.now())
+      const mark = this.outbox.written
+      const sent = { at: this.now() }
+      const acked = yield* Effect.exit(
+        this.send("interrupt", Protocol.interrupt, (at) => {
+          sent.at = at
+        })
       )
+      if (Exit.isSuccess(acked)) this.turns.confirmed(mark, this.now())
+      const cut = this.turns.cut(sent.at + this.turns.playback.oneWay)
+      const playedMs = Math.round(cut.playedMs)
+      yield* Effect.annotateCurrentSpan({ "akool.frames_dropped": droppedFrames, "akool.played_ms": playedMs })
+      yield* acked
+      return { utterance: cut.utterance?.id, playedMs, unplayedMs: Math.round(cut.unplayedMs), droppedFrames }
     }).pipe(Effect.withSpan("AvatarSession.interrupt", { attributes: { "akool.session_id": this.options.sessionId } }))
   }
 }

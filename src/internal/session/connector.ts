@@ -33,6 +33,8 @@ export interface ConnectorOptions {
   readonly onMessage: (message: Protocol.ServerMessage) => void
   /** A connection dropped by itself (called synchronously, once). */
   readonly onDrop: (link: Link) => void
+  /** Each heartbeat round trip, in milliseconds. */
+  readonly onRoundTrip: (ms: number) => void
   /** Before a reconnected connection takes over: the last `set-params` again, if there were any. */
   readonly reapply: (connection: Connection.Connection) => Effect.Effect<void, AvatarError>
   /** Each attempt, before it is made (the first connect announces none but retries). */
@@ -155,7 +157,8 @@ export class Connector {
       const beat = Heartbeat.make(
         connection,
         { interval: options.heartbeatInterval, timeout: options.heartbeatTimeout },
-        clock.now()
+        clock.now(),
+        this.deps.onRoundTrip
       )
       yield* Scope.addFinalizer(scope, Effect.sync(clock.addTimer(beat)))
       if (reapply) {

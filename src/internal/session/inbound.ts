@@ -22,7 +22,9 @@ export class Inbound {
 
   constructor(
     private readonly sessionId: string,
-    private readonly runtime: Runtime.Runtime<never>
+    private readonly runtime: Runtime.Runtime<never>,
+    /** The server's `event` messages (`audio_start`, `audio_end`): turn-taking's. */
+    private readonly onEvent: (message: typeof Protocol.ServerEvent.Type) => void
   ) {
     this.minimumLevel = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel)
   }
@@ -35,6 +37,8 @@ export class Inbound {
           if (this.agoraWaiter !== undefined) Deferred.unsafeDone(this.agoraWaiter, Effect.void)
         }
         return
+      case "event":
+        return this.onEvent(message)
       case "error":
         return this.log(LogLevel.Warning, "Avatar service sent an error", {
           code: message.pld.error_code,

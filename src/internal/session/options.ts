@@ -30,6 +30,7 @@ export interface Resolved {
   readonly heartbeatInterval: Duration.Duration
   readonly heartbeatTimeout: Duration.Duration
   readonly stallMs: number
+  readonly playoutDelay: Duration.Duration
   readonly retry: Schedule.Schedule<unknown, ConnectError>
 }
 
@@ -101,6 +102,17 @@ export const checkLead = (input: unknown): Either.Either<number, ConfigurationEr
     : Either.left(invalid)
 }
 
+/** The playout delay in milliseconds: zero or more (default 100 ms). */
+const checkDelay = (input: unknown): Either.Either<number, ConfigurationError> => {
+  if (input === undefined) return Either.right(100)
+  const delay = negative(input) ? Option.none() : Duration.decodeUnknown(input)
+  return Option.isSome(delay) && Duration.isFinite(delay.value)
+    ? Either.right(Duration.toMillis(delay.value))
+    : Either.left(
+        refuse("playoutDelay", `playoutDelay must be a finite duration of zero or more (got ${describe(input)})`)
+      )
+}
+
 const count = (option: string, value: unknown, fallback: number, least: number, whole: boolean) => {
   if (value === undefined) return Either.right(fallback)
   const ok =
@@ -157,6 +169,7 @@ export const validate = (
       stallMs: Duration.toMillis(
         yield* AvatarConfig.validDuration("stallTimeout", options.stallTimeout, Duration.seconds(10))
       ),
+      playoutDelay: Duration.millis(yield* checkDelay(options.playoutDelay)),
       retry: options.retry ?? defaultRetry(config.maxRetryAttempts)
     }
   })

@@ -12,7 +12,7 @@
  * confirmation shows). Only confirmed frames count as played: a frame that may not have
  * arrived is never reported as heard.
  *
- * Everything here is synchronous and allocation-light: `written` runs once per frame.
+ * Everything here is synchronous: `written` runs once per frame and only appends.
  */
 
 /** What `played` of an utterance says when it completes. */
@@ -24,26 +24,30 @@ export interface Played {
 
 /** One utterance in the avatar's playback. */
 export class Track {
-  /** Milliseconds of audio written for it. */
+  /** Milliseconds of audio written for it (less what a drop may have lost). */
   durationMs = 0
   /** Milliseconds of it dropped by an interrupt before they were written. */
   droppedMs = 0
-  /** Every frame it will have has been offered (its producer finished or was cut). */
+  /** Every frame it will have has been offered (its producer finished, failed or was cut). */
   finished = false
-  /** Confirmed placement, as [start, end) pairs in clock time, merged where contiguous. */
-  private readonly segments: Array<number> = []
+  /** Frames written but not confirmed yet. */
+  inFlight = 0
+  /** Its first frame was written: it has a place in the playback. */
+  begun = false
   /** Set once it is over: played to the end, or cut. */
   outcome: Played | undefined = undefined
+  /** Confirmed placement: [start, end) pairs in clock time, merged where contiguous. */
+  private readonly segments: Array<number> = []
 
   constructor(
     readonly id: string,
     /** Told once, when the outcome is known. */
-    readonly onOutcome: (played: Played) => void
+    private readonly onOutcome: (track: Track, played: Played) => void
   ) {}
 
   place(start: number, end: number): void {
     const n = this.segments.length
-    if (n > 0 && Math.abs(this.segments[n - 1]! - start) < 1e-6) this.segments[n - 1] = end
+    if (n > 0 && start - this.segments[n - 1]! < 0.001) this.segments[n - 1] = end
     else this.segments.push(start, end)
   }
 
@@ -51,27 +55,34 @@ export class Track {
   playedBy(at: number): number {
     let played = 0
     for (let i = 0; i < this.segments.length; i += 2) {
-      const start = this.segments[i]!
-      const end = this.segments[i + 1]!
-      if (at > start) played += Math.min(at, end) - start
+      if (at > this.segments[i]!) played += Math.min(at, this.segments[i + 1]!) - this.segments[i]!
     }
     return played
   }
 
-  /** When its confirmed audio ends, if any is placed. */
-  get placedEnd(): number | undefined {
-    return this.segments.length === 0 ? undefined : this.segments[this.segments.length - 1]
+  /** Whether confirmed audio of it plays at `at`. */
+  playsAt(at: number): boolean {
+    for (let i = 0; i < this.segments.length; i += 2) {
+      if (this.segments[i]! <= at && at < this.segments[i + 1]!) return true
+    }
+    return false
   }
 
-  /** The start of its first confirmed frame, if any is placed. */
-  get placedStart(): number | undefined {
-    return this.segments.length === 0 ? undefined : this.segments[0]
+  /** The moments after `at` where its confirmed audio starts or stops. */
+  nextEdge(at: number): number | undefined {
+    for (const edge of this.segments) if (edge > at) return edge
+    return undefined
+  }
+
+  /** When its confirmed audio ends; `undefined` when none is placed. */
+  get end(): number | undefined {
+    return this.segments.length === 0 ? undefined : this.segments[this.segments.length - 1]
   }
 
   settle(outcome: Played): void {
     if (this.outcome !== undefined) return
     this.outcome = outcome
-    this.onOutcome(outcome)
+    this.onOutcome(this, outcome)
   }
 }
 
@@ -82,6 +93,12 @@ interface Pending {
   readonly writtenAt: number
   /** The writer's count of frames once this one was written (what a confirmation mark counts). */
   readonly index: number
+}
+
+/** A stretch of speech after silence, as the model expects it: when its first frame arrives. */
+interface SegmentStart {
+  readonly track: Track
+  readonly arrival: number
 }
 
 /** What an interrupt cut. */
@@ -96,13 +113,18 @@ export interface Cut {
 export class Playback {
   /** The playout delay in use: configured, until `audio_start` events measure it. */
   delayMs: number
+  measured = false
   /** How much later than written the server read the frames of the last confirmation. */
   private linkMs = 0
   /** Half the shortest round trip seen: how long a confirmation took to come back. */
-  private oneWayMs = Number.POSITIVE_INFINITY
+  private oneWayMs = 0
+  private roundTrips = 0
   /** The end of the last confirmed frame, in clock time. */
   private confirmedEnd = Number.NEGATIVE_INFINITY
+  /** The end of the last written frame, as placed when it was written. */
+  private writtenEnd = Number.NEGATIVE_INFINITY
   private pending: Array<Pending> = []
+  private starts: Array<SegmentStart> = []
   /** Utterances whose outcome is not known yet, in the order their audio began. */
   private tracks: Array<Track> = []
 
@@ -110,13 +132,26 @@ export class Playback {
     this.delayMs = delayMs
   }
 
-  begin(track: Track): void {
-    this.tracks.push(track)
+  /** The estimated one-way time from here to the server. */
+  get oneWay(): number {
+    return this.oneWayMs
   }
 
   /** A frame of `track` left, as the writer's `index`-th frame. */
   written(track: Track, ms: number, index: number, now: number): void {
+    if (!track.begun) {
+      track.begun = true
+      this.tracks.push(track)
+    }
     track.durationMs += ms
+    track.inFlight++
+    const arrival = now + this.linkMs
+    if (arrival + this.delayMs > this.writtenEnd) {
+      // kept for `audio_start` events; a server that sends none must not make them pile up
+      if (this.starts.length >= 16) this.starts.shift()
+      this.starts.push({ track, arrival })
+    }
+    this.writtenEnd = Math.max(this.writtenEnd, arrival + this.delayMs) + ms
     this.pending.push({ track, ms, writtenAt: now, index })
   }
 
@@ -126,23 +161,23 @@ export class Playback {
 
   /** A round trip was measured (a heartbeat's pong). */
   roundTrip(ms: number): void {
-    this.oneWayMs = Math.min(this.oneWayMs, ms / 2)
+    this.oneWayMs = this.roundTrips === 0 ? ms / 2 : Math.min(this.oneWayMs, ms / 2)
+    this.roundTrips++
   }
 
-  /** The server confirmed every frame counted by `mark` (it had read them when it answered at `at`). */
+  /** The server confirmed every frame counted by `mark`: it had read them when it answered at `at`. */
   confirmed(mark: number, at: number): void {
     let n = 0
     while (n < this.pending.length && this.pending[n]!.index <= mark) n++
     if (n === 0) return
-    const last = this.pending[n - 1]!
-    const oneWay = Number.isFinite(this.oneWayMs) ? this.oneWayMs : 0
     // the server read the batch's last frame by the time it answered: the link held it this long
-    this.linkMs = Math.max(0, at - oneWay - last.writtenAt)
+    this.linkMs = Math.max(0, at - this.oneWayMs - this.pending[n - 1]!.writtenAt)
     for (let i = 0; i < n; i++) {
       const frame = this.pending[i]!
       const start = Math.max(this.confirmedEnd, frame.writtenAt + this.linkMs + this.delayMs)
       this.confirmedEnd = start + frame.ms
       frame.track.place(start, this.confirmedEnd)
+      frame.track.inFlight--
     }
     this.pending = this.pending.slice(n)
   }
@@ -150,90 +185,99 @@ export class Playback {
   /** The connection dropped: frames it had not confirmed may never have arrived, so none of them play. */
   lost(): number {
     const lost = this.pending.length
-    for (const frame of this.pending) frame.track.durationMs -= frame.ms
+    for (const frame of this.pending) {
+      frame.track.durationMs -= frame.ms
+      frame.track.inFlight--
+    }
     this.pending = []
+    this.writtenEnd = this.confirmedEnd
     return lost
   }
 
-  /** Where the avatar is at `now`, confirmed frames and those still in flight alike: the utterance it speaks, if any. */
+  /** The utterance the avatar speaks at `now` by the model (confirmed frames, then those in flight), if any. */
   speakingAt(now: number): Track | undefined {
+    for (const track of this.tracks) if (track.playsAt(now)) return track
     let end = this.confirmedEnd
-    for (const track of this.tracks) {
-      const start = track.placedStart
-      if (start !== undefined && start <= now && now < track.placedEnd!) return track
-    }
     for (const frame of this.pending) {
       const start = Math.max(end, frame.writtenAt + this.linkMs + this.delayMs)
       end = start + frame.ms
-      if (start <= now && now < end) return frame.track
       if (start > now) break
+      if (now < end) return frame.track
     }
     return undefined
   }
 
-  /** The next moment after `now` at which `speakingAt` may change, if any frame is ahead. */
+  /** The next moment after `now` at which the model's answers may change, if any. */
   nextChange(now: number): number | undefined {
     let next = Number.POSITIVE_INFINITY
-    let end = this.confirmedEnd
-    const consider = (t: number) => {
-      if (t > now && t < next) next = t
-    }
-    consider(this.confirmedEnd)
     for (const track of this.tracks) {
-      const start = track.placedStart
-      if (start !== undefined) consider(start)
+      const edge = track.nextEdge(now)
+      if (edge !== undefined && edge < next) next = edge
     }
+    let end = this.confirmedEnd
     for (const frame of this.pending) {
       const start = Math.max(end, frame.writtenAt + this.linkMs + this.delayMs)
-      consider(start)
       end = start + frame.ms
-      consider(end)
+      if (start > now && start < next) next = start
+      if (end > now && end < next) next = end
       if (start > next) break
     }
     return Number.isFinite(next) ? next : undefined
   }
 
-  /** Utterances that have finished playing by `now` (finished, all confirmed, the last frame over) complete. */
+  /** Utterances over by `now` (finished, all confirmed, the last frame played) complete. */
   settle(now: number): void {
     while (this.tracks.length > 0) {
       const track = this.tracks[0]!
-      const inFlight = this.pending.length > 0 && this.pending[0]!.track === track
-      const end = track.placedEnd ?? Number.NEGATIVE_INFINITY
-      if (!track.finished || inFlight || this.pending.some((p) => p.track === track) || end > now) return
+      if (!track.finished || track.inFlight > 0 || (track.end ?? Number.NEGATIVE_INFINITY) > now) return
       this.tracks.shift()
       track.settle({ interrupted: false, playedMs: track.durationMs, durationMs: track.durationMs })
     }
   }
 
-  /** The avatar stops at `at` (the server read the interrupt then): every utterance not over is cut there. */
-  cut(at: number): Cut {
-    const speaking = this.tracks.find((t) => (t.placedStart ?? Number.POSITIVE_INFINITY) <= at && at < (t.placedEnd ?? 0))
-    const first = speaking ?? this.tracks.find((t) => t.outcome === undefined)
-    let unplayed = 0
-    let playedOfFirst = 0
-    for (const track of this.tracks) {
-      const played = track.playedBy(at)
-      if (track === first) playedOfFirst = played
-      if (first !== undefined && this.tracks.indexOf(track) >= this.tracks.indexOf(first)) {
-        unplayed += track.durationMs + track.droppedMs - played
-      }
-      track.finished = true
-      track.settle({ interrupted: true, playedMs: played, durationMs: track.durationMs + track.droppedMs })
+  /** An utterance that ended with no audio at all is over at once. */
+  empty(track: Track): void {
+    if (!track.begun) {
+      track.settle({ interrupted: false, playedMs: 0, durationMs: track.droppedMs })
     }
-    this.tracks = []
-    this.pending = []
-    this.confirmedEnd = at
-    return { utterance: first, playedMs: playedOfFirst, unplayedMs: unplayed }
   }
 
-  /** `audio_start` arrived at `at` for the utterance that began playing: the real playout delay. */
-  measureStart(at: number): number | undefined {
-    const track = this.tracks.find((t) => t.outcome === undefined)
-    const start = track?.placedStart
-    if (track === undefined || start === undefined) return undefined
-    const measured = this.delayMs + (at - start)
-    if (measured < 0) return undefined
-    this.delayMs = measured
-    return measured
+  /** The avatar stops at `at` (when the server read the interrupt): every utterance not over is cut there. */
+  cut(at: number, waiting: ReadonlyArray<Track>): Cut {
+    const all = [...this.tracks, ...waiting.filter((t) => !this.tracks.includes(t) && t.outcome === undefined)]
+    const first = all.find((t) => t.playsAt(at)) ?? all.find((t) => (t.end ?? Number.POSITIVE_INFINITY) > at)
+    const from = first === undefined ? all.length : all.indexOf(first)
+    let unplayedMs = 0
+    let playedMs = 0
+    all.forEach((track, i) => {
+      const played = track.playedBy(at)
+      const durationMs = track.durationMs + track.droppedMs
+      if (track === first) playedMs = played
+      if (i >= from) unplayedMs += durationMs - played
+      track.finished = true
+      track.settle({ interrupted: played < durationMs, playedMs: played, durationMs })
+    })
+    for (const frame of this.pending) frame.track.inFlight--
+    this.tracks = []
+    this.pending = []
+    this.starts = []
+    this.confirmedEnd = at
+    this.writtenEnd = at
+    return { utterance: first, playedMs, unplayedMs }
+  }
+
+  /**
+   * `audio_start` arrived at `at`: the avatar began a stretch of speech. Returns the
+   * utterance it belongs to, and measures the playout delay from it.
+   */
+  started(at: number): Track | undefined {
+    const start = this.starts.shift()
+    if (start === undefined) return this.speakingAt(at)
+    const measured = at - start.arrival
+    if (measured >= 0) {
+      this.delayMs = measured
+      this.measured = true
+    }
+    return start.track
   }
 }

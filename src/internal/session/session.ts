@@ -7,6 +7,7 @@
 import * as Socket from "@effect/platform/Socket"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -31,7 +32,8 @@ import { Connector } from "./connector.js"
 import { Inbound } from "./inbound.js"
 import { Lifecycle, type Link } from "./lifecycle.js"
 import { type Resolved, validate } from "./options.js"
-import { SessionState } from "./state.js"
+import { SessionState, Speaking } from "./state.js"
+import { Turns } from "./turns.js"
 import * as Utterance from "./utterance.js"
 
 const { Closed, Connecting, Ready, Reconnecting, Streaming } = SessionState
@@ -45,6 +47,7 @@ interface Parts {
   readonly ended: Deferred.Deferred<void, AvatarError>
   readonly lifecycle: Lifecycle
   readonly inbound: Inbound
+  readonly turns: Turns
   readonly runtime: Runtime.Runtime<never>
   readonly flushTimeout: AvatarConfig["Type"]["flushTimeout"]
   readonly leaveTimeout: AvatarConfig["Type"]["leaveTimeout"]
@@ -92,7 +95,7 @@ class Driver {
   /** Makes a connection the one the writer and the commands use. */
   activate(link: Link): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const { lifecycle, outbox, clock, options } = this.parts
+      const { lifecycle, outbox, clock, options, turns } = this.parts
       // the session began closing while this connection was made: it is not needed
       if (!lifecycle.goLive(link)) return Effect.asVoid(this.retire(link))
       const connection = link.connection
@@ -102,7 +105,10 @@ class Driver {
         cork: connection.unsafeCork,
         uncork: connection.unsafeUncork,
         isOpen: connection.isOpen,
-        requestConfirmation: connection.unsafePing,
+        requestConfirmation: () => {
+          const mark = outbox.written
+          connection.unsafePing((at) => turns.confirmed(mark, at))
+        },
         onStall: (bufferedBytes) =>
           connection.unsafeAbort(
             new ConnectionError({
@@ -136,6 +142,7 @@ class Driver {
     outbox.target = undefined
     clock.cancel(outbox)
     inbound.disconnected()
+    this.parts.turns.lost(clock.now())
     this.dropped = link
     lifecycle.recoveringOn(Runtime.runFork(runtime, this.recover(link, reason)))
   }
@@ -212,6 +219,7 @@ class Driver {
       outbox.target = undefined
       inbound.disconnected()
       clock.cancel(outbox)
+      this.parts.turns.stop()
       return Effect.all([
         Effect.annotateCurrentSpan("akool.frames_unsent", queued),
         this.setState(Closed({ error })),
@@ -283,10 +291,57 @@ class Driver {
         framesQueued: outbox.depth,
         framesUnconfirmed: this.unconfirmed,
         bytesWritten: outbox.bytesWritten
+      },
+      playback: {
+        playoutDelayMs: this.parts.turns.playback.delayMs,
+        measured: this.parts.turns.playback.measured
       }
     }
   }
 }
+
+/** The session's parts, before any connection. */
+const makeParts = (options: Resolved, config: AvatarConfig["Type"], clock: FrameClockService) =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const holder: { outbox?: Outbox } = {}
+    const turns = new Turns(
+      options.sessionId,
+      Duration.toMillis(options.playoutDelay),
+      clock,
+      runtime,
+      yield* SubscriptionRef.make<AvatarSession.Speaking>(Speaking.Silent()),
+      () => holder.outbox?.target?.requestConfirmation()
+    )
+    const outbox = new Outbox({
+      capacity: options.capacity,
+      pacing: options.pacing,
+      leadMs: options.leadMs,
+      highWaterBytes: options.highWaterBytes,
+      stallMs: options.stallMs,
+      // about a second of audio: what a drop can leave in doubt
+      confirmEvery: Math.max(1, Math.round(1000 / options.frameMs)),
+      gridMs: options.frameMs,
+      onWritten: turns.written as (owner: unknown, bytes: number, written: number, now: number) => void,
+      onDropped: turns.dropped as (owner: unknown, bytes: number) => void
+    })
+    holder.outbox = outbox
+    const parts: Parts = {
+      options,
+      outbox,
+      clock,
+      state: yield* SubscriptionRef.make<AvatarSession.SessionState>(Connecting({ attempt: 1 })),
+      events: yield* PubSub.unbounded<Protocol.ServerMessage>(),
+      ended: yield* Deferred.make<void, AvatarError>(),
+      lifecycle: new Lifecycle(),
+      inbound: new Inbound(options.sessionId, runtime, (event) => turns.onEvent(event, clock.now())),
+      turns,
+      runtime,
+      flushTimeout: config.flushTimeout,
+      leaveTimeout: config.leaveTimeout
+    }
+    return parts
+  })
 
 export const make = (
   input: AvatarSession.Options | undefined
@@ -296,31 +351,9 @@ export const make = (
     const discovery = yield* Discovery.Discovery
     const clock = yield* FrameClock
     const options = yield* validate(input, config)
-    const runtime = yield* Effect.runtime<never>()
-    const outbox = new Outbox({
-      capacity: options.capacity,
-      pacing: options.pacing,
-      leadMs: options.leadMs,
-      highWaterBytes: options.highWaterBytes,
-      stallMs: options.stallMs,
-      // about a second of audio: what a drop can leave in doubt
-      confirmEvery: Math.max(1, Math.round(1000 / options.frameMs)),
-      gridMs: options.frameMs
-    })
-    const parts: Parts = {
-      options,
-      outbox,
-      clock,
-      state: yield* SubscriptionRef.make<AvatarSession.SessionState>(Connecting({ attempt: 1 })),
-      events: yield* PubSub.unbounded<Protocol.ServerMessage>(),
-      ended: yield* Deferred.make<void, AvatarError>(),
-      lifecycle: new Lifecycle(),
-      inbound: new Inbound(options.sessionId, runtime),
-      runtime,
-      flushTimeout: config.flushTimeout,
-      leaveTimeout: config.leaveTimeout
-    }
-    const commands = new Commands(options, parts.lifecycle, parts.inbound, outbox, clock.now)
+    const parts = yield* makeParts(options, config, clock)
+    const { outbox, turns } = parts
+    const commands = new Commands(options, parts.lifecycle, parts.inbound, outbox, turns, clock.now)
     const driver = new Driver(parts)
     driver.connector = new Connector({
       options,
@@ -335,6 +368,7 @@ export const make = (
       mark: () => outbox.written,
       onMessage: parts.inbound.observe,
       onDrop: driver.onDrop,
+      onRoundTrip: (ms) => turns.roundTrip(ms),
       reapply: commands.reapply,
       announce: (phase, attempt, cause) =>
         SubscriptionRef.set(
@@ -351,19 +385,27 @@ export const make = (
     driver.connector.takePending()
     yield* driver.activate(established)
     if (input?.params) yield* commands.setParams(input.params)
-    const speech = Utterance.make({
+    const interrupt = commands.interrupt()
+    const { audio, speak, sendAudio, say } = Utterance.make({
       outbox,
       clock,
       frameBytes: options.frameBytes,
+      turns,
       begin: driver.beginProducing,
-      end: driver.endProducing
+      end: driver.endProducing,
+      interrupt,
+      scope: yield* Effect.scope
     })
     return {
       sessionId: options.sessionId,
       avatarId: options.avatarId,
       setParams: (params) => commands.setParams(params),
-      ...speech,
-      interrupt: commands.interrupt(),
+      audio,
+      speak,
+      sendAudio,
+      say,
+      interrupt,
+      speaking: turns.speaking,
       events: Stream.fromPubSub(parts.events),
       state: parts.state,
       info: Effect.sync(() => driver.info()),

@@ -5,24 +5,34 @@
  */
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Audio from "../../Audio.js"
-import { AudioStreamError } from "../../AvatarError.js"
+import { AudioStreamError, type AvatarError } from "../../AvatarError.js"
+import type * as AvatarSession from "../../AvatarSession.js"
 import type { FrameClockService } from "../dataplane/frameClock.js"
 import { Framer } from "../dataplane/framer.js"
 import type { Outbox } from "../dataplane/outbox.js"
+import type { Track, Turns } from "./turns.js"
 
 /** What the utterances of a session share. */
 export interface Speaker {
   readonly outbox: Outbox
   readonly clock: FrameClockService
   readonly frameBytes: number
+  readonly turns: Turns
   /** An utterance starts and ends: the session is `Streaming` while any runs. */
   readonly begin: Effect.Effect<void>
   readonly end: Effect.Effect<void>
+  /** The session's interrupt, for `Utterance.interrupt`. */
+  readonly interrupt: Effect.Effect<AvatarSession.Interrupted, AvatarError>
+  /** Where `say` runs its utterances: the session's scope. */
+  readonly scope: Scope.Scope
 }
 
 const describeChunk = (chunk: unknown) =>
@@ -53,7 +63,11 @@ class Utterance {
   private stopped = false
   private checked = false
 
-  constructor(private readonly speaker: Speaker) {
+  constructor(
+    private readonly speaker: Speaker,
+    /** Its place in the avatar's playback. */
+    readonly track: Track
+  ) {
     this.framer = new Framer(speaker.frameBytes)
     this.epoch = speaker.outbox.interrupts
   }
@@ -125,7 +139,7 @@ class Utterance {
           this.checked = true
           if (Audio.looksLikeWav(this.next)) return Effect.fail(Audio.wavHeaderError())
         }
-        if (!outbox.offer(this.next)) {
+        if (!outbox.offer(this.next, this.track)) {
           // what cannot go out now goes out on the shared clock's next ticks
           if (outbox.pump(clock.now())) clock.schedule(outbox)
           const resumeAt = index
@@ -157,21 +171,26 @@ class Utterance {
   }
 }
 
-/** The Sink, `speak` and `sendAudio` of one session. */
+/** The Sink, `speak`, `sendAudio` and `say`'s body of one session. */
 export const make = (speaker: Speaker) => {
-  /** One utterance outside a sink: the session streams while it runs. */
-  const utterance = <A, E, R>(body: (u: Utterance) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.acquireUseRelease(
-      speaker.begin,
-      () => Effect.suspend(() => body(new Utterance(speaker))),
-      () => speaker.end
+  const { turns, clock } = speaker
+  const unnamed = () => turns.track(() => {})
+  // whatever ends an utterance (its last frame, an interrupt, a failure), its track is told
+  const release = (u: Utterance) =>
+    Effect.zipRight(
+      Effect.sync(() => turns.finished(u.track, clock.now())),
+      speaker.end
     )
+
+  /** One utterance outside a sink: the session streams while it runs. */
+  const utterance = <A, E, R>(track: Track, body: (u: Utterance) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.acquireUseRelease(Effect.as(speaker.begin, new Utterance(speaker, track)), (u) => body(u), release)
 
   // One channel, not a stack of Sink combinators: every real-time session holds one of these
   // open for as long as it speaks, and its cost per session counts.
   const audio: Sink.Sink<void, Uint8Array, unknown, AudioStreamError> = Sink.fromChannel(
     Channel.suspend(() => {
-      const u = new Utterance(speaker)
+      const u = new Utterance(speaker, unnamed())
       const loop: Channel.Channel<
         never,
         Chunk.Chunk<Uint8Array>,
@@ -188,14 +207,17 @@ export const make = (speaker: Speaker) => {
       return Channel.acquireUseRelease(
         speaker.begin,
         () => loop,
-        () => speaker.end
+        () => release(u)
       )
     })
   )
 
   /** The pull loop of `speak`: no channel executors beyond the one that `toPull` runs the stream on. */
-  const speak = <E, R>(speech: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, AudioStreamError | E, R> =>
-    utterance((u) =>
+  const speakAs = <E, R>(
+    track: Track,
+    speech: Stream.Stream<Uint8Array, E, R>
+  ): Effect.Effect<void, AudioStreamError | E, R> =>
+    utterance(track, (u) =>
       Effect.scoped(
         Effect.flatMap(Stream.toPull(speech), (pull) => {
           const loop: Effect.Effect<void, AudioStreamError | E, R> = Effect.matchEffect(pull, {
@@ -209,9 +231,43 @@ export const make = (speaker: Speaker) => {
       )
     )
 
+  const speak = <E, R>(speech: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, AudioStreamError | E, R> =>
+    Effect.suspend(() => speakAs(unnamed(), speech))
+
   /** One buffer as a whole utterance, without building a stream for it. */
   const sendAudio = (bytes: Uint8Array): Effect.Effect<void, AudioStreamError> =>
-    utterance((u) => Effect.flatMap(u.offer(Chunk.of(bytes)), (more) => (more ? u.finish() : Effect.void)))
+    Effect.suspend(() =>
+      utterance(unnamed(), (u) => Effect.flatMap(u.offer(Chunk.of(bytes)), (more) => (more ? u.finish() : Effect.void)))
+    )
 
-  return { audio, speak, sendAudio }
+  /** Starts `speech` as an utterance on a fiber of the session's scope; returns its handle at once. */
+  const say = <E, R>(speech: Stream.Stream<Uint8Array, E, R>): Effect.Effect<AvatarSession.Utterance<E>, never, R> =>
+    Effect.gen(function* () {
+      const written = yield* Deferred.make<void, AudioStreamError | E>()
+      const played = yield* Deferred.make<AvatarSession.Played, AudioStreamError | E>()
+      const track = turns.track((outcome) => Deferred.unsafeDone(played, Exit.succeed(outcome)))
+      yield* speakAs(track, speech).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          // a failure ends `played` too (what was written still plays, but the utterance failed)
+          Effect.zipRight(
+            Deferred.done(written, exit),
+            Exit.isFailure(exit) ? Deferred.failCause(played, exit.cause) : Effect.void
+          )
+        ),
+        Effect.forkIn(speaker.scope)
+      )
+      return {
+        id: track.id,
+        written: Deferred.await(written),
+        played: Deferred.await(played),
+        interrupt: Effect.suspend(() =>
+          track.outcome === undefined
+            ? speaker.interrupt
+            : Effect.succeed({ utterance: undefined, playedMs: 0, unplayedMs: 0, droppedFrames: 0 })
+        )
+      }
+    })
+
+  return { audio, speak, sendAudio, say }
 }
