@@ -137,8 +137,11 @@ export class Playback {
     return this.oneWayMs
   }
 
-  /** A frame of `track` left, as the writer's `index`-th frame. */
-  written(track: Track, ms: number, index: number, now: number): void {
+  /**
+   * A frame of `track` left, as the writer's `index`-th frame. Returns when the model expects
+   * it to start playing: the earliest moment at which this frame can change what is heard.
+   */
+  written(track: Track, ms: number, index: number, now: number): number {
     if (!track.begun) {
       track.begun = true
       this.tracks.push(track)
@@ -146,13 +149,15 @@ export class Playback {
     track.durationMs += ms
     track.inFlight++
     const arrival = now + this.linkMs
-    if (arrival + this.delayMs > this.writtenEnd) {
+    const start = Math.max(this.writtenEnd, arrival + this.delayMs)
+    if (start > this.writtenEnd) {
       // kept for `audio_start` events; a server that sends none must not make them pile up
       if (this.starts.length >= 16) this.starts.shift()
       this.starts.push({ track, arrival })
     }
-    this.writtenEnd = Math.max(this.writtenEnd, arrival + this.delayMs) + ms
+    this.writtenEnd = start + ms
     this.pending.push({ track, ms, writtenAt: now, index })
+    return start
   }
 
   dropped(track: Track, ms: number): void {
@@ -207,7 +212,11 @@ export class Playback {
     return undefined
   }
 
-  /** The next moment after `now` at which the model's answers may change, if any. */
+  /**
+   * The next moment after `now` at which the model's answers may change, if any: where a
+   * stretch of one utterance's speech starts or stops (not every frame's edge: a timer that
+   * fired every frame would cost a wake per frame per session).
+   */
   nextChange(now: number): number | undefined {
     let next = Number.POSITIVE_INFINITY
     for (const track of this.tracks) {
@@ -215,13 +224,19 @@ export class Playback {
       if (edge !== undefined && edge < next) next = edge
     }
     let end = this.confirmedEnd
+    let owner: Track | undefined
     for (const frame of this.pending) {
       const start = Math.max(end, frame.writtenAt + this.linkMs + this.delayMs)
-      end = start + frame.ms
-      if (start > now && start < next) next = start
-      if (end > now && end < next) next = end
+      // a gap, or another utterance: the run before it ends, this one starts
+      if ((start > end || frame.track !== owner) && start > now) {
+        if (end > now && end < next) next = end
+        if (start < next) next = start
+      }
       if (start > next) break
+      end = start + frame.ms
+      owner = frame.track
     }
+    if (end > now && end < next) next = end
     return Number.isFinite(next) ? next : undefined
   }
 

@@ -106,8 +106,13 @@ class Driver {
         uncork: connection.unsafeUncork,
         isOpen: connection.isOpen,
         requestConfirmation: () => {
+          // the ping leaves right behind the frames it confirms: its round trip bounds the link's own delay
           const mark = outbox.written
-          connection.unsafePing((at) => turns.confirmed(mark, at))
+          const sentAt = clock.now()
+          connection.unsafePing((at) => {
+            turns.roundTrip(at - sentAt)
+            turns.confirmed(mark, at)
+          })
         },
         onStall: (bufferedBytes) =>
           connection.unsafeAbort(

@@ -65,8 +65,9 @@ export class Turns {
 
   /** The writer sent a frame of `track`. */
   readonly written = (track: Track, bytes: number, index: number, now: number): void => {
-    this.playback.written(track, bytes / 32, index, now)
-    this.wake(now)
+    const startsAt = this.playback.written(track, bytes / 32, index, now)
+    // per frame, only a comparison: a timer already due sooner will look again then
+    if (startsAt < this.dueAt) this.schedule(startsAt)
   }
 
   readonly dropped = (track: Track, bytes: number): void => {
@@ -135,11 +136,14 @@ export class Turns {
   private wake(now: number): void {
     this.update(now)
     const next = this.playback.nextChange(now)
-    if (next === undefined || next >= this.dueAt) return
-    // the clock keeps the due time it was given: a change that comes sooner needs the timer anew
+    if (next !== undefined && next < this.dueAt) this.schedule(next)
+  }
+
+  /** Sets the timer for `at`; the clock keeps the due time it was given, so a sooner one needs the timer anew. */
+  private schedule(at: number): void {
     this.remove?.()
-    this.timer.dueAt = next
-    this.dueAt = next
+    this.timer.dueAt = at
+    this.dueAt = at
     this.remove = this.clock.addTimer(this.timer)
   }
 
