@@ -210,6 +210,9 @@ describe("npm pack, then the Install section in an empty project", () => {
       { name: "effect", version: expect.stringMatching(/^3\./), location: "node_modules/effect" }
     ])
     await npm(["ls", "--all"], path)
+    // the command line's @effect/cli, a dependency, finds its peers in the user's tree
+    const cli = await exec(join(path, "node_modules", ".bin", "akool-avatar"), ["--help"], path)
+    expect(cli.code, cli.stdout + cli.stderr).toBe(0)
     // the package's own declarations need no `ws` types
     expect(existsSync(join(path, "node_modules", "@types", "ws"))).toBe(false)
     await typecheck(path, "quickstart-promise")
