@@ -2,11 +2,14 @@
  * Effect quickstart: a scoped session, the Agora channel, a Stream of speech into
  * `session.audio`, and the close that flushes it.
  *
- * With `AKOOL_API_KEY` (and `AKOOL_AGORA_*`) it talks to Akool; without it, to the built-in
- * simulator, and then checks that the simulator received the audio byte for byte.
+ * With `AKOOL_API_KEY` it talks to the service that `AKOOL_DISCOVERY_URL`, `AKOOL_ENV` and
+ * `AKOOL_AVATAR_ID` configure (Akool's, by default; `AKOOL_AGORA_*` name the channel), through
+ * `AvatarClient.layerNodeConfig`. Without it, it starts the built-in simulator and then checks
+ * that the simulator received the audio byte for byte.
  *
  *     node --import tsx examples/quickstart-effect.ts
  */
+import { NodeRuntime } from "@effect/platform-node"
 import { AvatarClient, AvatarSimulator } from "akool-streaming-avatar"
 import { Chunk, Config, Console, Effect, Option, Redacted, Stream } from "effect"
 
@@ -31,8 +34,8 @@ const agora = Config.all({
 
 /** Opens a session, speaks, and closes it (leave_channel) when the scope ends. */
 const speak = Effect.gen(function* () {
-  const avatarId = yield* Config.string("AKOOL_AVATAR_ID").pipe(Config.withDefault("dvp_Tristan_cloth2_1080P"))
-  const session = yield* AvatarClient.session({ avatarId })
+  // the client's avatar: AKOOL_AVATAR_ID, or the avatarId given to its layer
+  const session = yield* AvatarClient.session()
   yield* Console.log(`connected, session ${session.sessionId}`)
   // waits for the ack and for `agora_connected`
   yield* session.setParams({ agora: yield* agora })
@@ -44,8 +47,7 @@ const speak = Effect.gen(function* () {
 }).pipe(Effect.scoped)
 
 const program = Effect.gen(function* () {
-  const apiKey = yield* Config.option(Config.redacted("AKOOL_API_KEY"))
-  if (Option.isSome(apiKey)) {
+  if (Option.isSome(yield* Config.option(Config.redacted("AKOOL_API_KEY")))) {
     // AKOOL_API_KEY, AKOOL_DISCOVERY_URL, AKOOL_ENV and AKOOL_AVATAR_ID
     yield* speak.pipe(Effect.provide(AvatarClient.layerNodeConfig))
     return yield* Console.log("OK: spoke one second of audio")
@@ -53,7 +55,11 @@ const program = Effect.gen(function* () {
   const simulator = yield* AvatarSimulator.make()
   const sessionId = yield* speak.pipe(
     Effect.provide(
-      AvatarClient.layerNode({ apiKey: Redacted.make("simulated-key"), discoveryUrl: simulator.discoveryUrl })
+      AvatarClient.layerNode({
+        apiKey: Redacted.make("simulated-key"),
+        discoveryUrl: simulator.discoveryUrl,
+        avatarId: "dvp_Tristan_cloth2_1080P"
+      })
     )
   )
   const received = yield* simulator.audio(sessionId)
@@ -67,7 +73,5 @@ const program = Effect.gen(function* () {
   Effect.catchTag("AuthenticationError", (e) => Effect.dieMessage(`the key was refused: ${e.message}`))
 )
 
-Effect.runPromise(program).catch((error) => {
-  console.error(String(error))
-  process.exitCode = 1
-})
+// logs a failure and exits with code 1; Ctrl-C interrupts, which closes the session cleanly
+NodeRuntime.runMain(program)

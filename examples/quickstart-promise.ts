@@ -1,9 +1,11 @@
 /**
  * Promise quickstart: the reference SDK's calls, with `await using`.
  *
- * With `AKOOL_API_KEY` (and `AKOOL_AGORA_APP_ID`, `AKOOL_AGORA_CHANNEL`, `AKOOL_AGORA_TOKEN`,
- * `AKOOL_AGORA_UID`) it talks to Akool; without it, to the built-in simulator, and then checks
- * that the simulator received the audio byte for byte.
+ * With `AKOOL_API_KEY` it talks to the service that `AKOOL_DISCOVERY_URL`, `AKOOL_ENV` and
+ * `AKOOL_AVATAR_ID` configure (Akool's, by default; `AKOOL_AGORA_APP_ID`,
+ * `AKOOL_AGORA_CHANNEL`, `AKOOL_AGORA_TOKEN` and `AKOOL_AGORA_UID` name the channel): the
+ * client reads them for the options left out. Without it, it starts the built-in simulator
+ * and then checks that the simulator received the audio byte for byte.
  *
  *     node --import tsx examples/quickstart-promise.ts
  */
@@ -24,10 +26,12 @@ for (let chunk = 0; chunk < 10; chunk++) {
 }
 
 try {
+  // what is left out comes from AKOOL_API_KEY, AKOOL_AVATAR_ID, AKOOL_DISCOVERY_URL and AKOOL_ENV
+  const target = simulator
+    ? { apiKey: "simulated-key", avatarId: "dvp_Tristan_cloth2_1080P", discoveryUrl: simulator.discoveryUrl }
+    : {}
   await using client = await StreamingAvatarClient.connect({
-    apiKey: env.AKOOL_API_KEY ?? "simulated-key",
-    avatarId: env.AKOOL_AVATAR_ID ?? "dvp_Tristan_cloth2_1080P",
-    discoveryUrl: simulator?.discoveryUrl ?? env.AKOOL_DISCOVERY_URL,
+    ...target,
     onAgoraConnected: (channel) => console.log(`avatar joined Agora channel ${channel}`),
     onError: (error) => console.error(`background error: ${error.message}`)
   })

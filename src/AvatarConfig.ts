@@ -182,7 +182,10 @@ export const make = (options: Options): Effect.Effect<Resolved, ConfigurationErr
       })
     }
     if (options.avatarId !== undefined && options.avatarId.trim() === "") {
-      return yield* new ConfigurationError({ option: "avatarId", message: "avatarId is empty" })
+      return yield* new ConfigurationError({
+        option: "avatarId",
+        message: "avatarId is empty: pass the id of an avatar, or set AKOOL_AVATAR_ID"
+      })
     }
     return {
       apiKey: options.apiKey,
@@ -216,18 +219,90 @@ export const layer = (options: Options): Layer.Layer<AvatarConfig, Configuration
   Layer.effect(AvatarConfig, make(options))
 
 /**
+ * The environment variable each option falls back to when it is left out.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const variables = {
+  apiKey: "AKOOL_API_KEY",
+  discoveryUrl: "AKOOL_DISCOVERY_URL",
+  env: "AKOOL_ENV",
+  avatarId: "AKOOL_AVATAR_ID"
+} as const
+
+/**
+ * {@link Options} in which the API key may be left out as well, to be read from
+ * `AKOOL_API_KEY`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PartialOptions extends Omit<Options, "apiKey"> {
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+}
+
+/** The caller's value when there is one; the variable is not read then. */
+const given = <A>(value: A | undefined, variable: Config.Config<A>): Config.Config<A | undefined> =>
+  value !== undefined ? Config.succeed(value) : Config.option(variable).pipe(Config.map(Option.getOrUndefined))
+
+/**
+ * The options given, with each of `apiKey`, `discoveryUrl`, `env` and `avatarId` that was
+ * left out read from its variable ({@link variables}): explicit options win. Without an
+ * `apiKey`, `AKOOL_API_KEY` is required; it is read as a `Redacted`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const fromEnvWith = (options: PartialOptions): Config.Config<Options> =>
+  Config.all({
+    apiKey: options.apiKey !== undefined ? Config.succeed(options.apiKey) : Config.redacted(variables.apiKey),
+    discoveryUrl: given(options.discoveryUrl, Config.string(variables.discoveryUrl)),
+    env: given(options.env, Config.literal("test", "prod")(variables.env)),
+    avatarId: given(options.avatarId, Config.string(variables.avatarId))
+  }).pipe(Config.map((read): Options => ({ ...options, ...read })))
+
+/**
  * Reads `AKOOL_API_KEY` (as a `Redacted`), `AKOOL_DISCOVERY_URL`, `AKOOL_ENV` and
  * `AKOOL_AVATAR_ID`.
  *
  * @since 0.1.0
  * @category config
  */
-export const fromEnv: Config.Config<Options> = Config.all({
-  apiKey: Config.redacted("AKOOL_API_KEY"),
-  discoveryUrl: Config.string("AKOOL_DISCOVERY_URL").pipe(Config.withDefault(defaults.discoveryUrl)),
-  env: Config.literal("test", "prod")("AKOOL_ENV").pipe(Config.withDefault(defaults.env)),
-  avatarId: Config.option(Config.string("AKOOL_AVATAR_ID")).pipe(Config.map(Option.getOrUndefined))
-})
+export const fromEnv: Config.Config<Options> = fromEnvWith({})
+
+const optionOf = (variable: string): string =>
+  Object.entries(variables).find(([, name]) => name === variable)?.[0] ?? "config"
+
+type Leaf = Exclude<ConfigError.ConfigError, ConfigError.And | ConfigError.Or>
+
+const firstLeaf = (error: ConfigError.ConfigError): Leaf =>
+  error._op === "And" || error._op === "Or" ? firstLeaf(error.left) : error
+
+/** The first thing that went wrong, named by option and variable (never by the key's value). */
+const fromConfigError = (error: ConfigError.ConfigError): ConfigurationError => {
+  const leaf = firstLeaf(error)
+  const variable = leaf.path.join(".")
+  const option = optionOf(variable)
+  if (leaf._op === "MissingData") {
+    return new ConfigurationError({ option, message: `${option} is missing: pass ${option}, or set ${variable}` })
+  }
+  // Config.redacted keeps its own messages secret too: say no more than that it failed
+  const detail = option === "apiKey" || leaf._op !== "InvalidData" ? "it cannot be read" : leaf.message
+  return new ConfigurationError({ option, message: `${variable} cannot be used for ${option}: ${detail}` })
+}
+
+/**
+ * {@link fromEnvWith} read through the current `ConfigProvider` (the environment, unless
+ * one is provided), then {@link make}. A variable that is missing or invalid is a
+ * `ConfigurationError` that names the option and the variable, so that code outside
+ * Effect has one error class to catch; the Promise client resolves its options this way.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeFromEnv = (options: PartialOptions): Effect.Effect<Resolved, ConfigurationError> =>
+  fromEnvWith(options).pipe(Effect.mapError(fromConfigError), Effect.flatMap(make))
 
 /**
  * Builds the configuration from a `Config` (by default {@link fromEnv}).

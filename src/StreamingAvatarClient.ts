@@ -69,19 +69,24 @@ export interface Callbacks {
 }
 
 /**
- * The reference SDK's constructor arguments, with its defaults. Durations are milliseconds
- * (as everywhere in JavaScript) or strings such as `"30 seconds"`: the reference's seconds
- * do not carry over as numbers.
+ * The reference SDK's constructor arguments, with its defaults. `apiKey`, `avatarId`,
+ * `discoveryUrl` and `env` fall back to `AKOOL_API_KEY`, `AKOOL_AVATAR_ID`,
+ * `AKOOL_DISCOVERY_URL` and `AKOOL_ENV` when they are left out; what is passed wins.
+ * Durations are milliseconds (as everywhere in JavaScript) or strings such as
+ * `"30 seconds"`: the reference's seconds do not carry over as numbers.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Options extends Callbacks {
-  /** The API key. It is kept as a `Redacted` value and never printed. */
-  readonly apiKey: string
-  /** The avatar to drive. */
-  readonly avatarId: string
-  /** Default: the reference SDK's URL. Only its scheme and host are used. */
+  /**
+   * The API key; default `AKOOL_API_KEY`, one of them is required. It is kept as a `Redacted`
+   * value and never printed.
+   */
+  readonly apiKey?: string | undefined
+  /** The avatar to drive; default `AKOOL_AVATAR_ID`, one of them is required. */
+  readonly avatarId?: string | undefined
+  /** Default `AKOOL_DISCOVERY_URL`, else the reference SDK's URL. Only its scheme and host are used. */
   readonly discoveryUrl?: string | undefined
   /** Default: a fresh UUID v4, kept across `connect()` calls of this client. */
   readonly sessionId?: string | undefined
@@ -97,7 +102,7 @@ export interface Options extends Callbacks {
   readonly discoveryTimeout?: number | string | undefined
   /** Bounds the wait for a command's `ack` (default 10 seconds). */
   readonly commandTimeout?: number | string | undefined
-  /** `"test"` (the default) or `"prod"`. */
+  /** `"test"` or `"prod"`; default `AKOOL_ENV`, else `"test"`. */
   readonly env?: AvatarConfig.Environment | undefined
   /**
    * `"realtime"` (the default) paces audio to playback, at most a second ahead; `"none"` sends
@@ -259,8 +264,9 @@ export class StreamingAvatarClient implements AsyncDisposable {
   readonly #iterators = new Set<Queue.Queue<Item>>()
 
   /**
-   * Checks the options and throws a `ConfigurationError` that names the one that cannot
-   * work. Nothing connects until `connect()`.
+   * Checks the options, with what was left out read from the `AKOOL_*` variables, and throws
+   * a `ConfigurationError` that names the one that cannot work (and its variable, when
+   * neither is there). Nothing connects until `connect()`.
    *
    * @since 0.1.0
    */
@@ -268,23 +274,28 @@ export class StreamingAvatarClient implements AsyncDisposable {
     if (typeof options !== "object" || options === null) {
       throw new ConfigurationError({ option: "options", message: "StreamingAvatarClient needs an options object" })
     }
-    if (typeof options.apiKey !== "string") {
-      throw new ConfigurationError({ option: "apiKey", message: "apiKey must be a string: your Akool API key" })
+    if (options.apiKey !== undefined && typeof options.apiKey !== "string") {
+      throw new ConfigurationError({
+        option: "apiKey",
+        message: "apiKey must be a string: your Akool API key (or leave it out to use AKOOL_API_KEY)"
+      })
     }
     // the same checks, and the same messages, as a session opened from Effect
-    const avatarId = SessionOptions.checkAvatarId(options.avatarId)
+    const avatarId =
+      options.avatarId === undefined ? Either.right(undefined) : SessionOptions.checkAvatarId(options.avatarId)
     if (Either.isLeft(avatarId)) throw avatarId.left
     const sessionId = SessionOptions.checkSessionId(options.sessionId)
     if (Either.isLeft(sessionId)) throw sessionId.left
     const pacing = SessionOptions.checkPacing(options.pacing)
     if (Either.isLeft(pacing)) throw pacing.left
+    // the options left out are read from the environment where an Effect program's are
     const resolved = Effect.runSync(
       Effect.either(
-        AvatarConfig.make({
-          apiKey: Redacted.make(options.apiKey),
+        AvatarConfig.makeFromEnv({
+          apiKey: options.apiKey === undefined ? undefined : Redacted.make(options.apiKey),
           discoveryUrl: options.discoveryUrl,
           env: options.env,
-          avatarId: options.avatarId,
+          avatarId: avatarId.right,
           maxRetryAttempts: options.maxRetryAttempts,
           heartbeatInterval: duration(options.heartbeatInterval),
           heartbeatTimeout: duration(options.heartbeatTimeout),
@@ -295,7 +306,13 @@ export class StreamingAvatarClient implements AsyncDisposable {
       )
     )
     if (Either.isLeft(resolved)) throw resolved.left
-    this.avatarId = avatarId.right
+    if (Option.isNone(resolved.right.avatarId)) {
+      throw new ConfigurationError({
+        option: "avatarId",
+        message: `avatarId is missing: pass avatarId, or set ${AvatarConfig.variables.avatarId}`
+      })
+    }
+    this.avatarId = resolved.right.avatarId.value
     this.sessionId = sessionId.right ?? globalThis.crypto.randomUUID()
     this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: pacing.right }
     this.#layer = Layer.orDie(AvatarClient.layerNodeFrom(Layer.succeed(AvatarConfig.AvatarConfig, resolved.right)))

@@ -1,67 +1,236 @@
 /**
- * The published package, as a user gets it: `npm pack`, then `npm install` of the tarball
- * into an empty project, then the two quickstarts (`examples/quickstart-*.ts`, compiled to
- * `.mjs` that import "akool-streaming-avatar") run with plain `node` against the simulator.
+ * The published package, as a user gets it: `npm pack`, then the README's Install section,
+ * word for word, in two empty projects (the tarball stands in for the package's name): an
+ * Effect program's, which installs the package with its peers, and a Promise program's, which
+ * installs the package alone and lets npm bring the peers. Both must hold one copy of
+ * `effect`. In each, the project's own `tsc --strict` checks the quickstart
+ * (`examples/quickstart-*.ts`, which import "akool-streaming-avatar"), and plain `node` runs
+ * it twice: with no `AKOOL_*` variable (it starts the built-in simulator), and with only
+ * `AKOOL_*` variables pointing it at a simulator this test runs.
+ *
+ * Everything comes from the npm registry, as for a user; npm's own cache makes a second run
+ * faster. A failed install fails the test with npm's message.
  */
-import { execFileSync, spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { execFile } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import ts from "typescript"
+import { AvatarSimulator } from "../src/index.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
-const dir = mkdtempSync(join(tmpdir(), "akool-pack-"))
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const PACKAGE = "akool-streaming-avatar"
+
+/**
+ * The README's Install section. The README shows these commands; keep the two in step. A
+ * TypeScript project adds the dev line; `@types/ws` only for Effect programs, whose
+ * `@effect/platform-node` declarations use `ws`'s types (this package's own do not).
+ */
+const INSTALL = {
+  effect: [
+    ["install", PACKAGE, "effect@3", "@effect/platform@0.97", "@effect/platform-node@0.108"],
+    ["install", "--save-dev", "typescript", "@types/node@20", "@types/ws"]
+  ],
+  promise: [
+    ["install", PACKAGE],
+    ["install", "--save-dev", "typescript", "@types/node@20"]
+  ]
+} as const
+
+const KEY = "sk-package-test-0123456789"
+const AVATAR = "avatar-from-the-environment"
 
 const env: Record<string, string> = {}
 for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AKOOL_") && v !== undefined) env[k] = v
 
-const npm = (args: ReadonlyArray<string>, cwd: string) =>
-  execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], {
-    cwd,
-    env,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"]
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs a command without blocking the event loop: the simulator lives in this process. */
+const exec = (file: string, args: ReadonlyArray<string>, cwd: string, extra: Record<string, string> = {}) =>
+  new Promise<Run>((resolve) => {
+    execFile(
+      file,
+      args,
+      { cwd, env: { ...env, ...extra }, encoding: "utf8", timeout: 240_000, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
+        resolve({ code, stdout, stderr })
+      }
+    )
   })
 
-describe("npm pack", () => {
-  it("installs into an empty project, and both quickstarts run there with plain node", () => {
-    const packed = JSON.parse(npm(["pack", "--json", "--pack-destination", dir], ROOT)) as Array<{
-      filename: string
-      files: Array<{ path: string }>
+const npm = async (args: ReadonlyArray<string>, cwd: string): Promise<string> => {
+  const run = await exec("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], cwd)
+  if (run.code !== 0) {
+    throw new Error(`npm ${args.join(" ")} failed in ${cwd} (exit ${run.code}):\n${run.stderr}\n${run.stdout}`)
+  }
+  return run.stdout
+}
+
+/** What the quickstarts send: one second of a 220 Hz tone, 16 kHz, 16-bit, mono. */
+const tone = (): Buffer => {
+  const bytes = Buffer.alloc(32_000)
+  for (let i = 0; i < 16_000; i++)
+    bytes.writeInt16LE(Math.round(Math.sin((2 * Math.PI * 220 * i) / 16_000) * 6000), i * 2)
+  return bytes
+}
+
+const dir = mkdtempSync(join(tmpdir(), "akool-pack-"))
+let tarball = ""
+let simulator: AvatarSimulator.Running | undefined
+
+beforeAll(async () => {
+  simulator = await AvatarSimulator.start({ apiKey: KEY })
+  const packed = JSON.parse(await npm(["pack", "--json", "--pack-destination", dir], ROOT)) as Array<{
+    filename: string
+    files: Array<{ path: string }>
+  }>
+  const files = packed[0].files.map((f) => f.path)
+  expect(files).toContain("dist/index.js")
+  expect(files).toContain("dist/index.d.ts")
+  expect(files).toContain("dist/StreamingAvatarClient.js")
+  expect(files).toContain("dist/bin/akool-avatar.js")
+  expect(files).toContain("README.md")
+  // no tests, fixtures, examples, benchmarks or tool configuration
+  expect(files.filter((f) => /^(test|examples|bench|scripts|docs)\/|fixtures|\.test\.|tsconfig|biome/.test(f))).toEqual(
+    []
+  )
+  tarball = join(dir, packed[0].filename)
+}, 120_000)
+
+afterAll(async () => {
+  await simulator?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+/** An empty ESM project, set up as the Install section says. */
+const project = async (user: keyof typeof INSTALL): Promise<string> => {
+  const path = join(dir, user)
+  mkdirSync(path)
+  writeFileSync(join(path, "package.json"), JSON.stringify({ name: `${user}-user`, private: true, type: "module" }))
+  for (const args of INSTALL[user])
+    await npm(
+      args.map((arg) => (arg === PACKAGE ? tarball : arg)),
+      path
+    )
+  return path
+}
+
+/** Every copy of `effect` in the project's tree, wherever it was placed. */
+const effects = async (path: string) =>
+  (
+    JSON.parse(await npm(["query", "[name=effect]"], path)) as Array<{
+      name: string
+      version: string
+      location: string
     }>
-    const files = packed[0].files.map((f) => f.path)
-    expect(files).toContain("dist/index.js")
-    expect(files).toContain("dist/index.d.ts")
-    expect(files).toContain("dist/StreamingAvatarClient.js")
-    expect(files).toContain("dist/bin/akool-avatar.js")
-    expect(files).toContain("README.md")
-    // no tests, fixtures, examples, benchmarks or tool configuration
-    expect(
-      files.filter((f) => /^(test|examples|bench|scripts|docs)\/|fixtures|\.test\.|tsconfig|biome/.test(f))
-    ).toEqual([])
+  ).map(({ name, version, location }) => ({ name, version, location }))
 
-    const project = join(dir, "project")
-    execFileSync("mkdir", ["-p", project])
-    npm(["init", "-y"], project)
-    const manifest = JSON.parse(readFileSync(join(project, "package.json"), "utf8"))
-    writeFileSync(join(project, "package.json"), JSON.stringify({ ...manifest, type: "module" }, null, 2))
-    const effectVersion = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).dependencies.effect
-    npm(["install", join(dir, packed[0].filename), `effect@${effectVersion}`], project)
+/** `tsc --noEmit --strict` with the project's TypeScript, NodeNext, and the libraries' declarations checked. */
+const typecheck = async (path: string, name: string) => {
+  const source = readFileSync(join(ROOT, "examples", `${name}.ts`), "utf8")
+  expect(source).toContain('from "akool-streaming-avatar"')
+  writeFileSync(join(path, `${name}.ts`), source)
+  writeFileSync(
+    join(path, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        module: "NodeNext",
+        moduleResolution: "NodeNext",
+        target: "ES2022",
+        types: ["node"],
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false
+      },
+      files: [`${name}.ts`]
+    })
+  )
+  const run = await exec(join(path, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], path)
+  expect(run.code, `tsc --strict on ${name}.ts\n${run.stdout}${run.stderr}`).toBe(0)
+  const { outputText } = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }
+  })
+  writeFileSync(join(path, `${name}.mjs`), outputText)
+}
 
-    for (const name of ["quickstart-promise", "quickstart-effect"]) {
-      const source = readFileSync(join(ROOT, "examples", `${name}.ts`), "utf8")
-      const { outputText } = ts.transpileModule(source, {
-        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }
-      })
-      expect(outputText).toContain('from "akool-streaming-avatar"')
-      writeFileSync(join(project, `${name}.mjs`), outputText)
-      const run = spawnSync(process.execPath, [`${name}.mjs`], { cwd: project, env, encoding: "utf8", timeout: 60_000 })
-      const report = `--- ${name} stdout\n${run.stdout}\n--- stderr\n${run.stderr}`
-      expect(run.status, report).toBe(0)
-      expect(run.stdout, report).toMatch(/^OK: the simulator received all 32000 bytes, byte for byte$/m)
-    }
+const runQuickstart = async (path: string, name: string, variables: Record<string, string> = {}) => {
+  const run = await exec(process.execPath, [`${name}.mjs`], path, variables)
+  const report = `--- ${name} ${JSON.stringify(variables)}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`
+  expect(run.code, report).toBe(0)
+  return { ...run, report }
+}
+
+/** Both ways a quickstart runs: the simulator it starts itself, and the one the variables name. */
+const quickstart = async (path: string, name: string) => {
+  const alone = await runQuickstart(path, name)
+  expect(alone.stdout, alone.report).toMatch(/^OK: the simulator received all 32000 bytes, byte for byte$/m)
+
+  const sim = simulator as AvatarSimulator.Running
+  const configured = await runQuickstart(path, name, {
+    AKOOL_API_KEY: KEY,
+    AKOOL_DISCOVERY_URL: sim.discoveryUrl,
+    AKOOL_AVATAR_ID: AVATAR
+  })
+  expect(configured.stdout, configured.report).toMatch(/^OK: spoke one second of audio$/m)
+  const sessionId = /^connected, session (\S+)$/m.exec(configured.stdout)?.[1]
+  expect(sessionId, configured.report).toBeDefined()
+  const sessions = (await sim.sessions()).filter((s) => s.sessionId === sessionId)
+  expect(
+    sessions.map((s) => s.avatarId),
+    configured.report
+  ).toEqual([AVATAR])
+  expect(Buffer.from(await sim.audio(sessionId as string)).equals(tone()), configured.report).toBe(true)
+  expect(configured.stdout + configured.stderr).not.toContain(KEY)
+}
+
+describe("npm pack, then the Install section in an empty project", () => {
+  it.concurrent("an Effect program: the package with effect 3 and its platform peers, one effect; the quickstart type-checks and runs", async () => {
+    const path = await project("effect")
+    const manifest = JSON.parse(readFileSync(join(path, "package.json"), "utf8"))
+    expect(manifest.dependencies.effect).toMatch(/^\^3\./)
+    expect(await effects(path)).toEqual([
+      { name: "effect", version: expect.stringMatching(/^3\./), location: "node_modules/effect" }
+    ])
+    // no missing or invalid peer anywhere in the tree
+    await npm(["ls", "--all"], path)
+    await typecheck(path, "quickstart-effect")
+    await quickstart(path, "quickstart-effect")
   }, 300_000)
+
+  it.concurrent("a Promise program: the package alone, npm brings effect 3 as a peer, one effect; the quickstart type-checks and runs", async () => {
+    const path = await project("promise")
+    expect(await effects(path)).toEqual([
+      { name: "effect", version: expect.stringMatching(/^3\./), location: "node_modules/effect" }
+    ])
+    await npm(["ls", "--all"], path)
+    // the command line's @effect/cli, a dependency, finds its peers in the user's tree
+    const cli = await exec(join(path, "node_modules", ".bin", "akool-avatar"), ["--help"], path)
+    expect(cli.code, cli.stdout + cli.stderr).toBe(0)
+    // the package's own declarations need no `ws` types
+    expect(existsSync(join(path, "node_modules", "@types", "ws"))).toBe(false)
+    await typecheck(path, "quickstart-promise")
+    await quickstart(path, "quickstart-promise")
+  }, 300_000)
+
+  it.concurrent("a project already on Effect 4: npm refuses the package, naming the effect peer, instead of adding a second effect", async () => {
+    const path = join(dir, "effect-4")
+    mkdirSync(path)
+    writeFileSync(
+      join(path, "package.json"),
+      JSON.stringify({ name: "effect-4-user", private: true, type: "module", dependencies: { effect: "^4.0.0" } })
+    )
+    const run = await exec("npm", ["install", tarball, "--dry-run", "--no-audit", "--no-fund"], path)
+    const output = run.stdout + run.stderr
+    expect(run.code, output).not.toBe(0)
+    expect(output).toContain("ERESOLVE")
+    expect(output).toMatch(/Found: effect@4\./)
+    expect(output).toMatch(/peer effect@"\^3\./)
+  }, 120_000)
 })
