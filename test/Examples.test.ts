@@ -9,7 +9,7 @@
  * `text-to-speech.ts` needs espeak-ng (`.ci/run` installs it) and is skipped without it.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { readdirSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { join } from "node:path"
@@ -111,4 +111,22 @@ describe("examples", () => {
       await new Promise((resolve) => server.close(resolve))
     }
   }, 60_000)
+})
+
+describe("the README's quickstarts", () => {
+  // what a reader copies is what CI runs (and what test/Package.test.ts installs and compiles)
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8")
+  for (const [section, file] of [
+    ["## Quickstart (Effect)", "quickstart-effect.ts"],
+    ["## Quickstart (Promise)", "quickstart-promise.ts"]
+  ] as const) {
+    it(`${section.slice(3)} is examples/${file}, word for word`, () => {
+      const from = readme.indexOf("```ts\n", readme.indexOf(section)) + "```ts\n".length
+      const snippet = readme.slice(from, readme.indexOf("\n```", from))
+      const source = readFileSync(join(ROOT, "examples", file), "utf8")
+      // the file's header comment is the README's prose around the snippet
+      const code = source.slice(source.indexOf("*/") + 2).trim()
+      expect(snippet.trim()).toBe(code)
+    })
+  }
 })
