@@ -457,7 +457,7 @@ const brief = (scenario: Scenario, f: Figures) => {
   const n = (key: string, digits = 3) => (typeof f[key] === "number" ? round(f[key] as number, digits) : f[key])
   switch (scenario) {
     case "throughput":
-      return `cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, intact ${f.bytesIntact}`
+      return `cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, loop delay p99 ${n("eventLoopDelayP99Ms")} ms, longest stall ${n("longestStallMs")} ms, intact ${f.bytesIntact}`
     case "concurrency":
       return `on time ${n("onTimeRatio", 4)}, gap p50/p90/p99 ${n("interArrivalP50Ms")}/${n("interArrivalP90Ms")}/${n("interArrivalP99Ms")} ms, cpu ${n("cpuPercent")} %, loop p99 ${n("eventLoopDelayP99Ms")} ms, heap/session ${n("heapPerSessionKB")} KB`
     case "ready":

@@ -57,6 +57,25 @@ const profileStreaming = async <A>(run: () => Promise<A>): Promise<A> => {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * The longest time between two firings of a timer due every `everyMs`, counting the stretch
+ * up to the stop: `monitorEventLoopDelay` records nothing when the loop is blocked for its whole
+ * window, and a send that never yields is exactly that.
+ */
+const longestStall = (everyMs: number) => {
+  let last = performance.now()
+  let longest = 0
+  const timer = setInterval(() => {
+    const at = performance.now()
+    longest = Math.max(longest, at - last)
+    last = at
+  }, everyMs)
+  return () => {
+    clearInterval(timer)
+    return Math.max(longest, performance.now() - last)
+  }
+}
 const MB = 1024 * 1024
 
 /** Distinct frames, cycled: enough to catch reordering, small enough to share across sessions. */
@@ -85,9 +104,16 @@ const throughput = async (driver: Driver): Promise<WorkerOutput> => {
   const audio = [...frames(count)]
   const expectedHash = audio.reduce(checksum, 0)
   const session = await driver.open({ pacing: "none" })
+  // what one unpaced stream does to everything else in the process: a timer due every few
+  // milliseconds fires this late
+  const delay = monitorEventLoopDelay({ resolution: 5 })
   const cpu = process.cpuUsage()
   const start = performance.now()
+  delay.enable()
+  const stall = longestStall(5)
   await session.unpaced(audio)
+  const longestStallMs = stall()
+  delay.disable()
   // the server acknowledges leave_channel after it has read every frame before it
   await session.close()
   return {
@@ -96,7 +122,9 @@ const throughput = async (driver: Driver): Promise<WorkerOutput> => {
     expectedBytes: count * FRAME_BYTES,
     expectedHash,
     cpuSeconds: cpuSeconds(cpu),
-    wallMs: performance.now() - start
+    wallMs: performance.now() - start,
+    eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+    longestStallMs
   }
 }
 
