@@ -117,10 +117,11 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
       pumpWriters(at)
       if (active.size === 0) return waitForWake(at)
       // ticks fall on multiples of the tick in clock time (a tick that overran skips to the next
-      // one), so the real-time writers' grid points, multiples of the frame duration, are always
-      // ticks; each sleep is a real timer, which lets I/O in between ticks. While it ticks,
-      // timers fire on the tick after they fall due (a heartbeat a few milliseconds late is
-      // harmless; a wake of its own for each one is not, with a thousand sessions)
+      // one), so every session's writer wakes on the same ticks: a grid point of the usual frame
+      // durations (multiples of 10 ms) is a tick, any other one is served on the tick after it.
+      // Each sleep is a real timer, which lets I/O in between ticks. While it ticks, timers fire
+      // on the tick after they fall due (a heartbeat a few milliseconds late is harmless; a wake
+      // of its own for each one is not, with a thousand sessions)
       const due = (Math.floor(at / tickMs) + 1) * tickMs
       return Effect.sleep(Duration.millis(due - at))
     })

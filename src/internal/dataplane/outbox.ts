@@ -60,6 +60,7 @@ export class Outbox {
   private readonly ring: Array<Uint8Array | undefined>
   private head = 0
   private size = 0
+  /** When the last written frame ends in playback, on the clock's grid. */
   private playheadEnd = 0
   private stalledSince: number | undefined = undefined
   private lastConfirmationRequest = 0
@@ -120,7 +121,14 @@ export class Outbox {
     return true
   }
 
-  /** Writes what pacing and the socket allow right now; returns whether frames are left. */
+  /**
+   * Writes what pacing and the socket allow right now; returns whether frames are left.
+   *
+   * Pacing: the playhead is where the last written frame ends in playback. A frame may leave once
+   * its slot (from the playhead) starts no more than `lead` ahead of the last grid point; a frame
+   * written after an underrun starts playing at that grid point. So frames leave on the grid, one
+   * per frame period at any lead, and a tick that runs late does not move the playhead off it.
+   */
   pump(now: number): boolean {
     this.nextPumpAt = 0
     const target = this.target
@@ -148,8 +156,8 @@ export class Outbox {
       return true
     }
     this.stalledSince = undefined
-    let sent = 0
-    let bytes = 0
+    const writtenBefore = this.written
+    const bytesBefore = this.bytesWritten
     let corkedBytes = 0
     // Real time, more than one message goes out in one write: the frames of a burst (the lead
     // at the start of an utterance, the queue after a reconnect), and a frame with the ping that
@@ -174,18 +182,16 @@ export class Outbox {
           }
         }
         const frame = this.ring[this.head]!
-        const duration = frame.byteLength / BYTES_PER_MS
         if (realtime) {
-          const ahead = this.playheadEnd - paceNow
-          if (ahead > 0 && ahead + duration > leadMs) {
-            // it may leave once it is no more than `lead` ahead of playback, at a grid point
-            this.nextPumpAt = Math.ceil((this.playheadEnd + duration - leadMs) / gridMs) * gridMs
+          if (this.playheadEnd - leadMs > paceNow) {
+            // it may leave at the first grid point its slot is no more than `lead` ahead of
+            this.nextPumpAt = Math.ceil((this.playheadEnd - leadMs) / gridMs) * gridMs
             break
           }
-          this.playheadEnd = Math.max(this.playheadEnd, now) + duration
+          this.playheadEnd = Math.max(this.playheadEnd, paceNow) + frame.byteLength / BYTES_PER_MS
         }
         if (!corked) {
-          if (sent === 1 && realtime) {
+          if (realtime && this.written - writtenBefore === 1) {
             corked = true
             target.cork()
           }
@@ -200,21 +206,19 @@ export class Outbox {
         this.head = (this.head + 1) % capacity
         this.size--
         this.written++
-        bytes += frame.byteLength
-        sent++
+        this.bytesWritten += frame.byteLength
       }
       // a drop can only lose what was written since the last confirmation: keep that short
-      if (sent > 0 && this.confirmationDue(this.written)) {
+      if (this.written > writtenBefore && this.confirmationDue(this.written)) {
         this.lastConfirmationRequest = this.written
         target.requestConfirmation()
       }
     } finally {
       if (corked) target.uncork()
     }
-    if (sent > 0) {
-      this.bytesWritten += bytes
-      AvatarMetrics.framesSent.unsafeUpdate(sent, [])
-      AvatarMetrics.bytesSent.unsafeUpdate(bytes, [])
+    if (this.written > writtenBefore) {
+      AvatarMetrics.framesSent.unsafeUpdate(this.written - writtenBefore, [])
+      AvatarMetrics.bytesSent.unsafeUpdate(this.bytesWritten - bytesBefore, [])
       this.wake()
     }
     this.reportDepth()
@@ -250,7 +254,8 @@ export class Outbox {
     AvatarMetrics.framesDropped.unsafeUpdate(dropped, [])
     this.reportDepth()
     this.interrupts++
-    this.playheadEnd = now
+    // playback stops where it stands: the next utterance may start at once
+    this.playheadEnd = Math.floor(now / this.options.gridMs) * this.options.gridMs
     this.nextPumpAt = 0
     this.wake()
     return dropped
