@@ -1,14 +1,19 @@
 /**
- * Real-time pacing of the outbox at every lead and frame duration. The outbox is driven by the
- * real FrameClock on the TestClock (and, for a clock whose timers fire late, by a loop that calls
- * it the way the FrameClock does), into a target that records when each frame was sent.
+ * Real-time pacing of the outbox at every lead and frame duration, and the bound on what one
+ * unpaced pump writes. The outbox is driven by the real FrameClock on the TestClock (and, for
+ * a clock whose timers fire late, by a loop that calls it the way the FrameClock does), into a
+ * target that records when each frame was sent.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import { AvatarSimulator } from "../src/index.js"
 import * as FrameClock from "../src/internal/dataplane/frameClock.js"
-import { Outbox, type OutboxOptions, type Target } from "../src/internal/dataplane/outbox.js"
+import { BATCH_LIMIT_BYTES, Outbox, type OutboxOptions, type Target } from "../src/internal/dataplane/outbox.js"
+import { clientFor, eventually, pcm } from "./support.js"
 
 const TICK_MS = 10
 const BYTES_PER_MS = 32
@@ -208,5 +213,101 @@ describe("real-time pacing", () => {
       checkPacing(sent, frames, c)
     },
     { fastCheck: { numRuns: 300 } }
+  )
+})
+
+const unpaced = (capacity: number): OutboxOptions => ({ ...realtime(40, 0, capacity), pacing: "none" })
+
+/** Bytes sent at each distinct time, in order. */
+const bytesByTime = (sent: ReadonlyArray<Sent>) => {
+  const totals = new Map<number, number>()
+  for (const { at, frame } of sent) totals.set(at, (totals.get(at) ?? 0) + frame.byteLength)
+  return [...totals.values()]
+}
+
+describe("unpaced sending", () => {
+  it("writes at most the batch limit until the event loop has had a turn, in order", () => {
+    const frames = utterance(40, 4 * 1024 * 1024)
+    const outbox = new Outbox(unpaced(frames.length))
+    const { sent, target } = recorder(() => 0)
+    outbox.target = target
+    for (const f of frames) outbox.offer(f)
+    // the producer's own pump, and again before any turn: one batch between them
+    expect(outbox.pump(0)).toBe(true)
+    expect(outbox.pump(0)).toBe(true)
+    const first = sent.reduce((n, s) => n + s.frame.byteLength, 0)
+    expect(first).toBeGreaterThan(BATCH_LIMIT_BYTES - 1280)
+    expect(first).toBeLessThanOrEqual(BATCH_LIMIT_BYTES)
+    let turns = 0
+    while (outbox.pump(0, true)) turns++
+    expect(turns).toBeGreaterThanOrEqual(Math.ceil((4 * 1024 * 1024) / BATCH_LIMIT_BYTES) - 2)
+    expect(sent.length).toBe(frames.length)
+    expect(sent.every((s, k) => s.frame === frames[k])).toBe(true)
+  })
+
+  it.scoped("on the FrameClock, no tick writes more than the batch limit, and everything goes out in order", () =>
+    Effect.gen(function* () {
+      const clock = yield* FrameClock.make()
+      const frames = utterance(40, 4 * 1024 * 1024)
+      const outbox = new Outbox(unpaced(frames.length))
+      const { sent, target } = recorder(clock.now)
+      outbox.target = target
+      for (const f of frames) outbox.offer(f)
+      if (outbox.pump(clock.now())) clock.schedule(outbox)
+      yield* TestClock.adjust("1 second")
+      expect(sent.length).toBe(frames.length)
+      expect(sent.every((s, k) => s.frame === frames[k])).toBe(true)
+      const batches = bytesByTime(sent)
+      expect(batches.length).toBeGreaterThan(1)
+      expect(Math.max(...batches)).toBeLessThanOrEqual(BATCH_LIMIT_BYTES)
+    })
+  )
+
+  it.scopedLive(
+    "a large unpaced stream through a session leaves the event loop to timers and sockets",
+    () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        // a peer as fast as the socket: the simulator shares this process, so a full socket would
+        // hold the writer back and hide what it does to the event loop
+        const session = yield* client.session({
+          avatarId: "dvp_Tristan_cloth2_1080P",
+          pacing: "none",
+          highWaterBytes: 64 * 1024 * 1024
+        })
+        const audio = pcm(16 * 1024 * 1024)
+        // a timer due every 5 ms, as another session's tick would be: the longest time between two
+        // firings, and from the last one to the end (a loop blocked throughout fires none)
+        let last = Date.now()
+        let longest = 0
+        let fired = 0
+        const ticker = yield* Effect.fork(
+          Effect.forever(
+            Effect.map(Effect.sleep("5 millis"), () => {
+              const at = Date.now()
+              longest = Math.max(longest, at - last)
+              last = at
+              fired++
+            })
+          )
+        )
+        const started = Date.now()
+        yield* Stream.run(Stream.make(audio), session.audio)
+        const tookMs = Date.now() - started
+        longest = Math.max(longest, Date.now() - last)
+        yield* Fiber.interrupt(ticker)
+        const written = (yield* session.info).audio.framesWritten
+        expect(written).toBe(Math.ceil(audio.byteLength / 1280))
+        const [record] = yield* eventually(sim.sessions, (s) => s[0]!.frames.length === written)
+        expect(Buffer.concat(record!.frames.map((f) => f.bytes)).equals(audio)).toBe(true)
+        // Before the batch limit, the timer waited for the whole send (about 400 ms) and fired once
+        // at most. The simulator shares the process and does its own share of blocking, and the
+        // machine may be busy, so the bound is on the shape, not on milliseconds.
+        const seen = `a 5 ms timer fired ${fired} times and waited ${longest} ms at most while the send took ${tookMs} ms`
+        expect(longest, seen).toBeLessThan(tookMs / 2)
+        expect(fired, seen).toBeGreaterThanOrEqual(10)
+      }),
+    60_000
   )
 })
