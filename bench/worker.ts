@@ -92,7 +92,7 @@ const openMany = async (driver: Driver, count: number, concurrency: number, paci
     Array.from({ length: Math.min(concurrency, count) }, async () => {
       while (next < count) {
         next++
-        handles.push(await driver.open({ pacing }))
+        handles.push(await driver.open({ pacing, leadMs: input.leadMs }))
       }
     })
   )
@@ -180,6 +180,42 @@ const concurrency = async (driver: Driver): Promise<WorkerOutput> => {
   }
 }
 
+/**
+ * One session, an utterance available at once: how long it takes to leave against the ideal
+ * (its duration less the lead), and how evenly it arrives. The server's figures are read
+ * right after it, before the session closes.
+ */
+const pacing = async (driver: Driver): Promise<WorkerOutput> => {
+  const audio = [...frames(Math.round((input.seconds! * 1000) / FRAME_MS))]
+  const leadMs = input.leadMs!
+  const session = await driver.open({ pacing: "realtime", leadMs })
+  const start = performance.now()
+  await session.paced(audio)
+  const sendMs = performance.now() - start
+  const server = (await (await fetch(`http://127.0.0.1:${input.port}/bench/stats`)).json()) as {
+    interArrivalMs: { p50: number; p99: number; max: number }
+    perSession: ReadonlyArray<{ id: string; frames: number; spanMs: number }>
+  }
+  const mine = server.perSession.find((s) => s.id === session.id)
+  await session.close()
+  const durationMs = audio.length * FRAME_MS
+  return {
+    sessionId: session.id,
+    leadMs,
+    expectedFrames: audio.length,
+    framesReceived: mine?.frames ?? 0,
+    sendMs,
+    idealMs: Math.max(0, durationMs - leadMs),
+    sendOverIdeal: sendMs / Math.max(1, durationMs - leadMs),
+    /** From the first frame's arrival to the last one's; by the pacing rule, the last slot less the lead. */
+    serverSpanMs: mine?.spanMs ?? 0,
+    ruleSpanMs: Math.max(0, durationMs - FRAME_MS - Math.floor(leadMs / FRAME_MS) * FRAME_MS),
+    interArrivalP50Ms: server.interArrivalMs.p50,
+    interArrivalP99Ms: server.interArrivalMs.p99,
+    interArrivalMaxMs: server.interArrivalMs.max
+  }
+}
+
 const ready = async (driver: Driver): Promise<WorkerOutput> => {
   const readyMs: Array<number> = []
   for (let i = 0; i < input.sessions!; i++) {
@@ -245,7 +281,7 @@ const memoryScenario = async (driver: Driver): Promise<WorkerOutput> => {
   }
 }
 
-const scenarios = { throughput, concurrency, ready, recovery, memory: memoryScenario }
+const scenarios = { throughput, concurrency, ready, recovery, memory: memoryScenario, pacing }
 
 const driver = input.client === "sdk" ? sdkDriver(input.port, input.sdkWay ?? "speak") : baselineDriver(input.port)
 const output = await scenarios[input.scenario](driver)
