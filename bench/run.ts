@@ -54,7 +54,10 @@ const plan = {
   recoverySeconds: tiny ? 3 : 20,
   recoveryDrops: tiny ? 1 : 20,
   /** One hour of 40 ms frames. */
-  memoryFrames: tiny ? 1_500 : 90_000
+  memoryFrames: tiny ? 1_500 : 90_000,
+  /** The pacing scenario: an utterance of this long, available at once, at each lead. */
+  pacingSeconds: Number(option("pacing-seconds") ?? (tiny ? 1 : 5)),
+  pacingLeadsMs: [0, 40, 200, 1000]
 }
 const only = option("only")?.split(",") as Array<Scenario> | undefined
 const onlyClients = option("clients")?.split(",") as Array<Client> | undefined
@@ -194,6 +197,8 @@ const measure = async (server: Server, input: WorkerInput): Promise<Figures> => 
       return { ...client, bytesReceived: s?.bytes ?? 0, bytesIntact: s?.bytes === client.expectedBytes }
     }
     case "ready":
+    case "pacing":
+      // the worker read the server's figures itself, before the session closed
       return client
   }
 }
@@ -216,12 +221,29 @@ const cells: Array<Cell> = [
         }
       ]
     : []),
+  // the SDK's default lead, then no lead: what the hand-written client does, each frame as its slot starts
   ...(runs("concurrency")
-    ? plan.sizes.map((sessions) => ({
-        scenario: "concurrency" as const,
-        label: `concurrency-${sessions}`,
-        clients: ["sdk", "baseline"] as const,
-        input: { scenario: "concurrency" as const, sessions, seconds: plan.concurrencySeconds }
+    ? plan.sizes.flatMap((sessions) =>
+        [undefined, 0].map((leadMs) => ({
+          scenario: "concurrency" as const,
+          label: `concurrency-${sessions}${leadMs === undefined ? "" : `-lead-${leadMs}`}`,
+          clients: ["sdk", "baseline"] as const,
+          input: {
+            scenario: "concurrency" as const,
+            sessions,
+            seconds: plan.concurrencySeconds,
+            ...(leadMs === undefined ? {} : { leadMs })
+          }
+        }))
+      )
+    : []),
+  ...(runs("pacing")
+    ? plan.pacingLeadsMs.map((leadMs) => ({
+        scenario: "pacing" as const,
+        label: `pacing-lead-${leadMs}`,
+        // the hand-written client has one way to pace, at no lead: the concurrency scenario has it
+        clients: ["sdk"] as const,
+        input: { scenario: "pacing" as const, seconds: plan.pacingSeconds, leadMs }
       }))
     : []),
   ...(runs("ready")
@@ -457,7 +479,7 @@ const brief = (scenario: Scenario, f: Figures) => {
   const n = (key: string, digits = 3) => (typeof f[key] === "number" ? round(f[key] as number, digits) : f[key])
   switch (scenario) {
     case "throughput":
-      return `cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, intact ${f.bytesIntact}`
+      return `cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, loop delay p99 ${n("eventLoopDelayP99Ms")} ms, longest stall ${n("longestStallMs")} ms, intact ${f.bytesIntact}`
     case "concurrency":
       return `on time ${n("onTimeRatio", 4)}, gap p50/p90/p99 ${n("interArrivalP50Ms")}/${n("interArrivalP90Ms")}/${n("interArrivalP99Ms")} ms, cpu ${n("cpuPercent")} %, loop p99 ${n("eventLoopDelayP99Ms")} ms, heap/session ${n("heapPerSessionKB")} KB`
     case "ready":
@@ -466,6 +488,8 @@ const brief = (scenario: Scenario, f: Figures) => {
       return `recoveries ${(f.recoveriesMs as ReadonlyArray<number>).map((v) => round(v)).join(", ")} ms; lost ${f.framesLost}, unconfirmed ${f.framesUnconfirmed}`
     case "memory":
       return `rss growth ${n("rssGrowthMB")} MB, cpu ${n("cpuSeconds")} s, wall ${n("wallMs")} ms, intact ${f.bytesIntact}`
+    case "pacing":
+      return `lead ${n("leadMs")} ms: sent in ${n("sendMs", 4)} ms (ideal ${n("idealMs", 4)}, ${n("sendOverIdeal")}x), at the server ${n("serverSpanMs", 4)} ms (rule ${n("ruleSpanMs", 4)}), gap p50/p99/max ${n("interArrivalP50Ms")}/${n("interArrivalP99Ms")}/${n("interArrivalMaxMs")} ms, frames ${f.framesReceived}/${f.expectedFrames}`
   }
 }
 

@@ -28,10 +28,15 @@ export const sdkDriver = (port: number, way: SdkWay): Driver => {
     )
   )
   return {
-    open: async ({ pacing }) => {
+    open: async ({ pacing, leadMs }) => {
       const scope = await runtime.runPromise(Scope.make())
       const session = await runtime.runPromise(
-        AvatarClient.session({ avatarId: AVATAR_ID, pacing, params: { agora: AGORA } }).pipe(Scope.extend(scope))
+        AvatarClient.session({
+          avatarId: AVATAR_ID,
+          pacing,
+          params: { agora: AGORA },
+          ...(leadMs === undefined ? {} : { lead: `${leadMs} millis` as const })
+        }).pipe(Scope.extend(scope))
       )
       // the pacing is the session's option, chosen at open: one way to speak serves both.
       // `session.speak` is what the README recommends for many sessions; `--sink` measures the

@@ -133,6 +133,8 @@ const stats = () => {
       bytes: s.bytes,
       hash: s.hash,
       late: s.late,
+      /** From the first frame's arrival to the last one's. */
+      spanMs: s.frames > 0 ? s.last - s.first : 0,
       recoveries: s.recoveries
     }))
   }

@@ -40,7 +40,7 @@ export const AGORA = { appId: "bench-app", channel: "bench-channel", token: "ben
 
 export type Client = "sdk" | "baseline"
 
-export type Scenario = "throughput" | "concurrency" | "ready" | "recovery" | "memory"
+export type Scenario = "throughput" | "concurrency" | "ready" | "recovery" | "memory" | "pacing"
 
 export interface WorkerInput {
   readonly client: Client
@@ -51,6 +51,8 @@ export interface WorkerInput {
   readonly seconds?: number
   readonly sessions?: number
   readonly drops?: number
+  /** concurrency, pacing: how far the SDK may run ahead of playback (the default when absent). */
+  readonly leadMs?: number
   /** How the SDK client streams: `session.speak` (the default) or `Stream.run` into `session.audio`. */
   readonly sdkWay?: SdkWay
 }
@@ -90,6 +92,10 @@ export interface Handle {
 
 /** How the harness drives a client: the SDK or the hand-written baseline. */
 export interface Driver {
-  readonly open: (options: { readonly pacing: "realtime" | "none" }) => Promise<Handle>
+  /** `leadMs` is the SDK's `lead`; the hand-written client always sends each frame as its slot starts. */
+  readonly open: (options: {
+    readonly pacing: "realtime" | "none"
+    readonly leadMs?: number | undefined
+  }) => Promise<Handle>
   readonly dispose: () => Promise<void>
 }

@@ -57,6 +57,25 @@ const profileStreaming = async <A>(run: () => Promise<A>): Promise<A> => {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * The longest time between two firings of a timer due every `everyMs`, counting the stretch
+ * up to the stop: `monitorEventLoopDelay` records nothing when the loop is blocked for its whole
+ * window, and a send that never yields is exactly that.
+ */
+const longestStall = (everyMs: number) => {
+  let last = performance.now()
+  let longest = 0
+  const timer = setInterval(() => {
+    const at = performance.now()
+    longest = Math.max(longest, at - last)
+    last = at
+  }, everyMs)
+  return () => {
+    clearInterval(timer)
+    return Math.max(longest, performance.now() - last)
+  }
+}
 const MB = 1024 * 1024
 
 /** Distinct frames, cycled: enough to catch reordering, small enough to share across sessions. */
@@ -73,7 +92,7 @@ const openMany = async (driver: Driver, count: number, concurrency: number, paci
     Array.from({ length: Math.min(concurrency, count) }, async () => {
       while (next < count) {
         next++
-        handles.push(await driver.open({ pacing }))
+        handles.push(await driver.open({ pacing, leadMs: input.leadMs }))
       }
     })
   )
@@ -85,9 +104,16 @@ const throughput = async (driver: Driver): Promise<WorkerOutput> => {
   const audio = [...frames(count)]
   const expectedHash = audio.reduce(checksum, 0)
   const session = await driver.open({ pacing: "none" })
+  // what one unpaced stream does to everything else in the process: a timer due every few
+  // milliseconds fires this late
+  const delay = monitorEventLoopDelay({ resolution: 5 })
   const cpu = process.cpuUsage()
   const start = performance.now()
+  delay.enable()
+  const stall = longestStall(5)
   await session.unpaced(audio)
+  const longestStallMs = stall()
+  delay.disable()
   // the server acknowledges leave_channel after it has read every frame before it
   await session.close()
   return {
@@ -96,7 +122,9 @@ const throughput = async (driver: Driver): Promise<WorkerOutput> => {
     expectedBytes: count * FRAME_BYTES,
     expectedHash,
     cpuSeconds: cpuSeconds(cpu),
-    wallMs: performance.now() - start
+    wallMs: performance.now() - start,
+    eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
+    longestStallMs
   }
 }
 
@@ -149,6 +177,42 @@ const concurrency = async (driver: Driver): Promise<WorkerOutput> => {
     heapPerSessionKB: (mid.heapUsed - before.heapUsed) / sessions / 1024,
     rssPerSessionKB: (mid.rss - before.rss) / sessions / 1024,
     buffersPerSessionKB: (mid.arrayBuffers - before.arrayBuffers) / sessions / 1024
+  }
+}
+
+/**
+ * One session, an utterance available at once: how long it takes to leave against the ideal
+ * (its duration less the lead), and how evenly it arrives. The server's figures are read
+ * right after it, before the session closes.
+ */
+const pacing = async (driver: Driver): Promise<WorkerOutput> => {
+  const audio = [...frames(Math.round((input.seconds! * 1000) / FRAME_MS))]
+  const leadMs = input.leadMs!
+  const session = await driver.open({ pacing: "realtime", leadMs })
+  const start = performance.now()
+  await session.paced(audio)
+  const sendMs = performance.now() - start
+  const server = (await (await fetch(`http://127.0.0.1:${input.port}/bench/stats`)).json()) as {
+    interArrivalMs: { p50: number; p99: number; max: number }
+    perSession: ReadonlyArray<{ id: string; frames: number; spanMs: number }>
+  }
+  const mine = server.perSession.find((s) => s.id === session.id)
+  await session.close()
+  const durationMs = audio.length * FRAME_MS
+  return {
+    sessionId: session.id,
+    leadMs,
+    expectedFrames: audio.length,
+    framesReceived: mine?.frames ?? 0,
+    sendMs,
+    idealMs: Math.max(0, durationMs - leadMs),
+    sendOverIdeal: sendMs / Math.max(1, durationMs - leadMs),
+    /** From the first frame's arrival to the last one's; by the pacing rule, the last slot less the lead. */
+    serverSpanMs: mine?.spanMs ?? 0,
+    ruleSpanMs: Math.max(0, durationMs - FRAME_MS - Math.floor(leadMs / FRAME_MS) * FRAME_MS),
+    interArrivalP50Ms: server.interArrivalMs.p50,
+    interArrivalP99Ms: server.interArrivalMs.p99,
+    interArrivalMaxMs: server.interArrivalMs.max
   }
 }
 
@@ -217,7 +281,7 @@ const memoryScenario = async (driver: Driver): Promise<WorkerOutput> => {
   }
 }
 
-const scenarios = { throughput, concurrency, ready, recovery, memory: memoryScenario }
+const scenarios = { throughput, concurrency, ready, recovery, memory: memoryScenario, pacing }
 
 const driver = input.client === "sdk" ? sdkDriver(input.port, input.sdkWay ?? "speak") : baselineDriver(input.port)
 const output = await scenarios[input.scenario](driver)

@@ -48,8 +48,19 @@ describe("npm run bench", () => {
     expect(report.machine.cores).toBeGreaterThan(0)
     expect(report.machine.node).toBe(process.version)
     const { summary } = report
+    const pacing = ["pacing-lead-0", "pacing-lead-40", "pacing-lead-200", "pacing-lead-1000"]
     expect(Object.keys(summary).sort()).toStrictEqual(
-      ["concurrency-3", "concurrency-6", "memory", "ready", "recovery", "throughput"].sort()
+      [
+        "concurrency-3",
+        "concurrency-3-lead-0",
+        "concurrency-6",
+        "concurrency-6-lead-0",
+        "memory",
+        "ready",
+        "recovery",
+        "throughput",
+        ...pacing
+      ].sort()
     )
 
     for (const client of ["sdk", "baseline"] as const) {
@@ -57,11 +68,12 @@ describe("npm run bench", () => {
       expect(summary.throughput?.[client]?.bytesIntact).toBe(true)
       expect(summary.memory?.[client]?.bytesIntact).toBe(true)
       // every frame of every real-time session arrived
-      for (const sessions of [3, 6]) {
-        const figures = summary[`concurrency-${sessions}`]?.[client]
+      for (const label of ["concurrency-3", "concurrency-3-lead-0", "concurrency-6", "concurrency-6-lead-0"]) {
+        const figures = summary[label]?.[client]
         expect(figures?.framesReceived).toBe(figures?.expectedFrames)
-        expect(figures?.sessions).toBe(sessions)
+        expect(figures?.sessions).toBe(Number(label.split("-")[1]))
       }
+      expect(typeof summary.throughput?.[client]?.longestStallMs).toBe("number")
       expect(report.runs.ready?.[client]?.[0]?.readyMs).toHaveLength(5)
     }
 
@@ -71,6 +83,15 @@ describe("npm run bench", () => {
     expect(recovery?.recoveriesMs).toHaveLength(1)
     expect(recovery?.noQueuedFrameLost).toBe(true)
     expect(report.runs.recovery?.baseline).toBeUndefined()
+
+    // one SDK session at each lead: every frame arrived, and the send time is measured against the ideal
+    for (const label of pacing) {
+      const figures = summary[label]?.sdk
+      expect(figures?.framesReceived).toBe(figures?.expectedFrames)
+      expect(figures?.idealMs).toBe(Math.max(0, 1000 - Number(label.split("-")[2])))
+      expect(typeof figures?.sendMs).toBe("number")
+      expect(summary[label]?.baseline).toBeUndefined()
+    }
 
     expect(report.targets.map((t) => t.figure)).toContain("throughput: client CPU, SDK / baseline")
     expect(stdout).toContain("| target | wanted | measured |")

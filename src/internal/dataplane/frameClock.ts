@@ -7,7 +7,8 @@ import * as FiberId from "effect/FiberId"
 
 /** Something the clock wakes: a session's writer. `pump` is synchronous and cheap; it returns whether work is left. */
 export interface Pumpable {
-  readonly pump: (now: number) => boolean
+  /** `turn`: the event loop has had a turn (timers, sockets) since the clock last called. */
+  readonly pump: (now: number, turn: boolean) => boolean
   /** Before this time a pump would write nothing (pacing holds it back): the clock does not call it. */
   readonly nextPumpAt: number
 }
@@ -59,8 +60,11 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
     let nextTimerAt = Number.POSITIVE_INFINITY
     /** Completed to end a wait early: a writer has work, or a timer is due before the wait ends. */
     let wake = Deferred.unsafeMake<void>(FiberId.none)
-    /** While the loop waits on `wake`: when its wait ends on its own (never, when no timer is set). */
-    let waitingUntil: number | undefined
+    /**
+     * While the loop waits on `wake`: when its wait ends on its own (never, when no timer is set).
+     * It starts as a wait, as the first step is not one that followed a sleep.
+     */
+    let waitingUntil: number | undefined = Number.POSITIVE_INFINITY
     const now = () => clock.unsafeCurrentTimeMillis()
 
     const tickMs = Duration.toMillis(tick)
@@ -83,12 +87,12 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
       nextTimerAt = next
     }
 
-    const pumpWriters = (at: number) => {
+    const pumpWriters = (at: number, turn: boolean) => {
       for (const writer of active) {
         // a real-time writer is due once every frame, a few ticks apart: the ticks between cost
         // a comparison, not a visit to its socket
         if (writer.nextPumpAt > at) continue
-        if (!writer.pump(at)) active.delete(writer)
+        if (!writer.pump(at, turn)) active.delete(writer)
       }
     }
 
@@ -111,16 +115,20 @@ export const make = (tick: Duration.DurationInput = DEFAULT_TICK) =>
     }
 
     const step = Effect.suspend(() => {
+      // a step that follows a tick's sleep runs in a timer of its own; one that a writer woke
+      // runs in the microtasks of whoever woke it, which the event loop has not left yet
+      const turn = waitingUntil === undefined
       waitingUntil = undefined
       const at = now()
       fireTimers(at)
-      pumpWriters(at)
+      pumpWriters(at, turn)
       if (active.size === 0) return waitForWake(at)
       // ticks fall on multiples of the tick in clock time (a tick that overran skips to the next
-      // one), so the real-time writers' grid points, multiples of the frame duration, are always
-      // ticks; each sleep is a real timer, which lets I/O in between ticks. While it ticks,
-      // timers fire on the tick after they fall due (a heartbeat a few milliseconds late is
-      // harmless; a wake of its own for each one is not, with a thousand sessions)
+      // one), so every session's writer wakes on the same ticks: a grid point of the usual frame
+      // durations (multiples of 10 ms) is a tick, any other one is served on the tick after it.
+      // Each sleep is a real timer, which lets I/O in between ticks. While it ticks, timers fire
+      // on the tick after they fall due (a heartbeat a few milliseconds late is harmless; a wake
+      // of its own for each one is not, with a thousand sessions)
       const due = (Math.floor(at / tickMs) + 1) * tickMs
       return Effect.sleep(Duration.millis(due - at))
     })

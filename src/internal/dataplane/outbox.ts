@@ -1,3 +1,4 @@
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { AudioStreamError } from "../../AvatarError.js"
 import * as AvatarMetrics from "../../AvatarMetrics.js"
@@ -10,6 +11,14 @@ const BYTES_PER_MS = 32
  * `lead` in writes of this size.
  */
 const CORK_LIMIT_BYTES = 32 * 1024
+
+/**
+ * What an unpaced writer may write between two turns of the event loop (some 8 s of audio, a
+ * few milliseconds of work). Unbounded, one unpaced file held the loop for 221 to 451 ms at a time,
+ * and every other session of the process with it: producer and writer resume each other in
+ * microtasks, which run before any timer or socket.
+ */
+export const BATCH_LIMIT_BYTES = 256 * 1024
 
 /** Where frames go: the live connection's socket and its message ids. */
 export interface Target {
@@ -66,7 +75,10 @@ export class Outbox {
   private readonly owners: Array<unknown>
   private head = 0
   private size = 0
+  /** When the last written frame ends in playback, on the clock's grid. */
   private playheadEnd = 0
+  /** What may still be written before the event loop has had a turn. */
+  private budget = BATCH_LIMIT_BYTES
   private stalledSince: number | undefined = undefined
   private lastConfirmationRequest = 0
   private spaceWaiters: Array<Resume> = []
@@ -129,9 +141,19 @@ export class Outbox {
     return true
   }
 
-  /** Writes what pacing and the socket allow right now; returns whether frames are left. */
-  pump(now: number): boolean {
+  /**
+   * Writes what pacing, the socket and the batch limit allow right now; returns whether frames
+   * are left. `turn` says the event loop has had a turn since the last call (the clock's ticks):
+   * it renews the batch limit.
+   *
+   * Pacing: the playhead is where the last written frame ends in playback. A frame may leave once
+   * its slot (from the playhead) starts no more than `lead` ahead of the last grid point; a frame
+   * written after an underrun starts playing at that grid point. So frames leave on the grid, one
+   * per frame period at any lead, and a tick that runs late does not move the playhead off it.
+   */
+  pump(now: number, turn = false): boolean {
     this.nextPumpAt = 0
+    if (turn) this.budget = BATCH_LIMIT_BYTES
     const target = this.target
     if (this.size === 0 || target === undefined || !target.isOpen()) {
       this.reportDepth()
@@ -157,8 +179,10 @@ export class Outbox {
       return true
     }
     this.stalledSince = undefined
-    let sent = 0
-    let bytes = 0
+    const writtenBefore = this.written
+    const bytesBefore = this.bytesWritten
+    // pacing bounds a real-time batch already (the lead, or the queue after a reconnect)
+    const budgetEnd = bytesBefore + this.budget
     let corkedBytes = 0
     // Real time, more than one message goes out in one write: the frames of a burst (the lead
     // at the start of an utterance, the queue after a reconnect), and a frame with the ping that
@@ -183,18 +207,20 @@ export class Outbox {
           }
         }
         const frame = this.ring[this.head]!
-        const duration = frame.byteLength / BYTES_PER_MS
         if (realtime) {
-          const ahead = this.playheadEnd - paceNow
-          if (ahead > 0 && ahead + duration > leadMs) {
-            // it may leave once it is no more than `lead` ahead of playback, at a grid point
-            this.nextPumpAt = Math.ceil((this.playheadEnd + duration - leadMs) / gridMs) * gridMs
+          if (this.playheadEnd - leadMs > paceNow) {
+            // it may leave at the first grid point its slot is no more than `lead` ahead of
+            this.nextPumpAt = Math.ceil((this.playheadEnd - leadMs) / gridMs) * gridMs
             break
           }
-          this.playheadEnd = Math.max(this.playheadEnd, now) + duration
+          this.playheadEnd = Math.max(this.playheadEnd, paceNow) + frame.byteLength / BYTES_PER_MS
+        } else if (this.bytesWritten + frame.byteLength > budgetEnd) {
+          // the rest waits for the event loop's next turn: the clock's next tick, or a producer's wait
+          this.budget = 0
+          break
         }
         if (!corked) {
-          if (sent === 1 && realtime) {
+          if (realtime && this.written - writtenBefore === 1) {
             corked = true
             target.cork()
           }
@@ -211,21 +237,20 @@ export class Outbox {
         this.head = (this.head + 1) % capacity
         this.size--
         this.written++
-        bytes += frame.byteLength
-        sent++
+        this.bytesWritten += frame.byteLength
       }
       // a drop can only lose what was written since the last confirmation: keep that short
-      if (sent > 0 && this.confirmationDue(this.written)) {
+      if (this.written > writtenBefore && this.confirmationDue(this.written)) {
         this.lastConfirmationRequest = this.written
         target.requestConfirmation()
       }
     } finally {
       if (corked) target.uncork()
     }
-    if (sent > 0) {
-      this.bytesWritten += bytes
-      AvatarMetrics.framesSent.unsafeUpdate(sent, [])
-      AvatarMetrics.bytesSent.unsafeUpdate(bytes, [])
+    if (this.written > writtenBefore) {
+      if (!realtime && this.budget > 0) this.budget = budgetEnd - this.bytesWritten
+      AvatarMetrics.framesSent.unsafeUpdate(this.written - writtenBefore, [])
+      AvatarMetrics.bytesSent.unsafeUpdate(this.bytesWritten - bytesBefore, [])
       this.wake()
     }
     this.reportDepth()
@@ -266,7 +291,8 @@ export class Outbox {
     AvatarMetrics.framesDropped.unsafeUpdate(dropped, [])
     this.reportDepth()
     this.interrupts++
-    this.playheadEnd = now
+    // playback stops where it stands: the next utterance may start at once
+    this.playheadEnd = Math.floor(now / this.options.gridMs) * this.options.gridMs
     this.nextPumpAt = 0
     this.wake()
     return dropped
@@ -298,12 +324,24 @@ export class Outbox {
    * streaming sessions, what survived scavenges in 6 s fell from 14.1 to 4.8 MB when the waits
    * became this). A waiter that is interrupted stays in the list until producers are next woken
    * (or the outbox fails), and resuming it then does nothing.
+   *
+   * A full outbox whose writer has spent its batch limit makes room only after the event loop
+   * has had a turn (a timer of 0 ms): that turn renews the limit, and the producer's next pump
+   * writes again. This is where an unpaced stream lets the rest of the process run.
    */
   readonly awaitSpace: Effect.Effect<void, AudioStreamError> = Effect.async((resume) => {
     if (this.failure) resume(Effect.fail(this.failure))
     else if (this.size < this.options.capacity) resume(Effect.void)
+    else if (this.budget === 0) resume(this.nextTurn)
     else this.spaceWaiters.push(resume)
   })
+
+  private readonly nextTurn: Effect.Effect<void> = Effect.zipRight(
+    Effect.sleep(Duration.zero),
+    Effect.sync(() => {
+      this.budget = BATCH_LIMIT_BYTES
+    })
+  )
 
   /** Waits until frames up to `seq` (an `accepted` count) are written or dropped. */
   awaitSettled(seq: number): Effect.Effect<void, AudioStreamError> {
