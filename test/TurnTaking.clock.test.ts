@@ -62,21 +62,22 @@ describe("turn-taking on the TestClock", () => {
       const client = yield* clientFor(sim)
       const session = yield* client.session({ avatarId: AVATAR, playoutDelay: "100 millis", lead: 0 })
       const seen = yield* recordSpeaking(session)
+      // 480 ms (12 frames), nothing for a second, 480 ms more
       const speech = Stream.concat(
-        Stream.make(pcm(16_000)),
-        Stream.fromEffect(Effect.sleep("1000 millis").pipe(Effect.as(pcm(16_000, 2))))
+        Stream.make(pcm(15_360)),
+        Stream.fromEffect(Effect.sleep("1000 millis").pipe(Effect.as(pcm(15_360, 2))))
       )
       const utterance = yield* session.say(speech)
       yield* io(30)
       yield* advance(2000)
       const outcome = yield* utterance.played
-      expect(outcome).toStrictEqual({ interrupted: false, playedMs: 1000, durationMs: 1000 })
+      expect(outcome).toStrictEqual({ interrupted: false, playedMs: 960, durationMs: 960 })
       expect(seen).toStrictEqual([
         "silent at 0",
         `speaking ${utterance.id} at 100`,
-        "silent at 600",
+        "silent at 580",
         `speaking ${utterance.id} at 1100`,
-        "silent at 1600"
+        "silent at 1580"
       ])
     })
   )
