@@ -60,7 +60,7 @@ export const make: Effect.Effect<
   return AvatarClient.of({
     config,
     session: (options) =>
-      AvatarSession.make(options).pipe(Effect.provide(context), Effect.provideService(FrameClock.FrameClock, clock))
+      AvatarSession.make(options).pipe(Effect.provide(context), Effect.provideService(AvatarSession.Clock, clock))
   })
 })
 

@@ -6,9 +6,11 @@
  * @since 0.1.0
  */
 import type * as Socket from "@effect/platform/Socket"
+import type * as Context from "effect/Context"
 import type * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -18,7 +20,7 @@ import type * as SubscriptionRef from "effect/SubscriptionRef"
 import type { AvatarConfig } from "./AvatarConfig.js"
 import type { AudioStreamError, AvatarError, ConfigurationError, ConnectError } from "./AvatarError.js"
 import type * as Discovery from "./Discovery.js"
-import type { FrameClock } from "./internal/dataplane/frameClock.js"
+import * as FrameClock from "./internal/dataplane/frameClock.js"
 import * as options from "./internal/session/options.js"
 import * as internal from "./internal/session/session.js"
 import * as state from "./internal/session/state.js"
@@ -253,7 +255,35 @@ export interface AvatarSession {
  * @since 0.1.0
  * @category models
  */
-export type Requirements = AvatarConfig | Discovery.Discovery | Socket.WebSocketConstructor | FrameClock
+export type Requirements = AvatarConfig | Discovery.Discovery | Socket.WebSocketConstructor | Clock
+
+/**
+ * The pacing clock that the sessions of one client share: one loop wakes every session's
+ * writer and heartbeat, so that a thousand sessions keep time where a timer each would not.
+ * It runs on Effect's `Clock` (tests drive it with the `TestClock`). `AvatarClient` makes one
+ * per client; {@link layerClock} makes one for sessions opened with {@link make} directly.
+ *
+ * @since 0.2.0
+ * @category clock
+ */
+export interface Clock {
+  /** The clock's time, in milliseconds. */
+  readonly now: () => number
+}
+
+/**
+ * @since 0.2.0
+ * @category clock
+ */
+export const Clock: Context.Tag<Clock, Clock> = FrameClock.FrameClock
+
+/**
+ * A pacing clock for as long as the layer lives.
+ *
+ * @since 0.2.0
+ * @category clock
+ */
+export const layerClock: Layer.Layer<Clock> = Layer.scoped(Clock, FrameClock.make())
 
 /**
 

@@ -4,6 +4,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import type * as AvatarSession from "../../AvatarSession.js"
 
 /** Something the clock wakes: a session's writer. `pump` is synchronous and cheap; it returns whether work is left. */
 export interface Pumpable {
@@ -21,14 +22,13 @@ export interface Timer {
   readonly fire: (now: number) => number | undefined
 }
 
-export interface FrameClockService {
+export interface FrameClockService extends AvatarSession.Clock {
   /** Wakes `writer` on every tick until its `pump` reports nothing left. */
   readonly schedule: (writer: Pumpable) => void
   /** Stops waking `writer`. */
   readonly cancel: (writer: Pumpable) => void
   /** Calls `timer` when it is due, and again at each time it returns; the result stops it. */
   readonly addTimer: (timer: Timer) => () => void
-  readonly now: () => number
 }
 
 /**
@@ -38,11 +38,16 @@ export interface FrameClockService {
  * holds no fiber of its own while it is idle. It ticks while some writer has work, sleeps
  * until the next timer otherwise, and on nothing when there is neither; it runs on the Effect
  * `Clock`, so tests drive it with the TestClock.
+ *
+ * Its public face is `AvatarSession.Clock`, which shows only `now`: the rest is this module's.
  */
-export class FrameClock extends Context.Tag("akool-streaming-avatar/internal/FrameClock")<
+export const FrameClock = Context.GenericTag<AvatarSession.Clock>("akool-streaming-avatar/AvatarSession/Clock")
+
+/** The clock in context, with the members only the SDK's own code uses (every `Clock` is made by `make`). */
+export const get: Effect.Effect<FrameClockService, never, AvatarSession.Clock> = Effect.map(
   FrameClock,
-  FrameClockService
->() {}
+  (clock) => clock as FrameClockService
+)
 
 export const DEFAULT_TICK = Duration.millis(10)
 

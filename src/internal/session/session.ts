@@ -25,7 +25,8 @@ import type * as AvatarSession from "../../AvatarSession.js"
 import type * as Connection from "../../Connection.js"
 import * as Discovery from "../../Discovery.js"
 import * as Protocol from "../../Protocol.js"
-import { FrameClock, type FrameClockService } from "../dataplane/frameClock.js"
+import type { FrameClockService } from "../dataplane/frameClock.js"
+import * as FrameClock from "../dataplane/frameClock.js"
 import { Outbox } from "../dataplane/outbox.js"
 import { Commands } from "./commands.js"
 import { Connector } from "./connector.js"
@@ -354,7 +355,7 @@ export const make = (
   Effect.gen(function* () {
     const config = yield* AvatarConfig
     const discovery = yield* Discovery.Discovery
-    const clock = yield* FrameClock
+    const clock = yield* FrameClock.get
     const options = yield* validate(input, config)
     const parts = yield* makeParts(options, config, clock)
     const { outbox, turns } = parts
