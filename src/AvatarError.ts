@@ -195,8 +195,7 @@ export class ConfigurationError extends Schema.TaggedError<ConfigurationError>(
  */
 export class ServerError extends Schema.TaggedError<ServerError>("akool-streaming-avatar/ServerError")("ServerError", {
   code: Schema.Number,
-  message: Schema.String,
-  command: Schema.optional(Schema.String)
+  message: Schema.String
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId

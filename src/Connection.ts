@@ -92,9 +92,10 @@ export interface Connection {
   readonly unsafeCork: () => void
   /** Ends what `unsafeCork` began: the messages held back leave, in one write, once every cork is undone. */
   readonly unsafeUncork: () => void
-  /** Ends the connection with the given reason (the heartbeat uses it). */
-  readonly abort: (reason: DropError) => Effect.Effect<void>
-  /** The same, for the synchronous data plane (a stalled peer). */
+  /**
+   * Ends the connection now with the given reason, as a drop, without waiting for the peer
+   * (the heartbeat on a missed pong, the data plane on a stalled peer).
+   */
   readonly unsafeAbort: (reason: DropError) => void
   /** Closes the socket normally (code 1000). */
   readonly close: Effect.Effect<void>
@@ -206,35 +207,6 @@ const fromOpenFailure = (detail: string, instance: string): DropError => {
     reason: "refused",
     instance,
     message: `Could not connect to ${instance}: ${detail}`
-  })
-}
-
-/**
- * Maps how a platform `Socket` ended to our errors, for code that runs the protocol over
- * `@effect/platform`'s Socket.
- *
- * @since 0.1.0
- * @category errors
- */
-export const fromSocketError = (error: Socket.SocketError, instance: string): DropError => {
-  if (error.reason === "Close") {
-    const { code, closeReason } = error as Socket.SocketCloseError
-    return fromCloseCode(code, closeReason ?? "", instance)
-  }
-  const generic = error as Socket.SocketGenericError
-  if (generic.reason === "OpenTimeout") {
-    return new ConnectionError({
-      reason: "timeout",
-      instance,
-      message: `The WebSocket to ${instance} did not open in time`
-    })
-  }
-  const detail = describeCause(generic.cause)
-  if (generic.reason === "Open" || unexpectedStatus.test(detail)) return fromOpenFailure(detail, instance)
-  return new ConnectionError({
-    reason: "closed",
-    instance,
-    message: `The connection to ${instance} failed: ${detail}`
   })
 }
 
@@ -481,7 +453,6 @@ export const make = (
       else if (socket.readyState <= OPEN)
         socket.close(4000, reason._tag === "ConnectionError" ? reason.reason : "error")
     }
-    const abort = (reason: DropError) => Effect.sync(() => unsafeAbort(reason))
 
     // waits (briefly) for the closing handshake, so the peer has seen the close when this returns
     const close = Effect.suspend(() => {
@@ -526,7 +497,6 @@ export const make = (
       unsafeUncork,
       closed,
       dropped: () => dropReason,
-      abort,
       unsafeAbort,
       close
     } satisfies Connection
