@@ -1,17 +1,26 @@
+import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
-import { WebSocketServer } from "ws"
-import { AvatarConfig, AvatarSimulator, Connection, Heartbeat, Protocol } from "../src/index.js"
+import { WebSocket, WebSocketServer } from "ws"
+import {
+  AvatarClient,
+  AvatarConfig,
+  AvatarError,
+  AvatarSimulator,
+  Connection,
+  Heartbeat,
+  Protocol
+} from "../src/index.js"
 import { API_KEY, eventually, io } from "./support.js"
 
 /**
  * A hand-written peer for what the simulator does not do on purpose: it confirms the
- * connection, records each upgrade's headers and every message it receives, in order, and,
- * given `reverseAcks`, acknowledges that many commands in the reverse order of their arrival.
+ * connection, records each upgrade's headers, every message it receives, in order, and the
+ * code each connection closed with, and, given `reverseAcks`, acknowledges that many commands in the reverse order of their arrival.
  */
 const handPeer = (options: { readonly reverseAcks?: number } = {}) =>
   Effect.acquireRelease(
@@ -20,14 +29,19 @@ const handPeer = (options: { readonly reverseAcks?: number } = {}) =>
       readonly server: WebSocketServer
       readonly headers: Array<Record<string, unknown>>
       readonly received: Array<string>
+      readonly closeCodes: Array<number>
     }>((resume) => {
       const headers: Array<Record<string, unknown>> = []
       const received: Array<string> = []
+      const closeCodes: Array<number> = []
       const server: WebSocketServer = new WebSocketServer({ host: "127.0.0.1", port: 0 }, () => {
-        resume(Effect.succeed({ port: (server.address() as { port: number }).port, server, headers, received }))
+        resume(
+          Effect.succeed({ port: (server.address() as { port: number }).port, server, headers, received, closeCodes })
+        )
       })
       server.on("connection", (socket, request) => {
         headers.push({ ...request.headers, url: request.url })
+        socket.on("close", (code) => closeCodes.push(code))
         socket.send(JSON.stringify({ v: 2, type: "system", mid: "s0", pld: { status: "websocket_connected" } }))
         const mids: Array<string> = []
         socket.on("message", (data) => {
@@ -53,18 +67,30 @@ const handPeer = (options: { readonly reverseAcks?: number } = {}) =>
       })
   )
 
-const connectionLayer = Connection.layerWebSocketConstructorNode.pipe(
+const connectionLayer = AvatarClient.layerWebSocketConstructorNode.pipe(
   Layer.provideMerge(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) }))
 )
 
-/** A connection to the hand-written peer on `port`. */
-const connectTo = (port: number, ids: { readonly sessionId: string; readonly avatarId: string }) =>
-  Effect.flatMap(Layer.build(connectionLayer), (context) =>
+/** A connection to the hand-written peer on `port`, through the Node constructor unless given another. */
+const connectTo = (
+  port: number,
+  ids: { readonly sessionId: string; readonly avatarId: string },
+  layer: Layer.Layer<Socket.WebSocketConstructor | AvatarConfig.AvatarConfig, unknown> = connectionLayer
+) =>
+  Effect.flatMap(Layer.build(layer), (context) =>
     Connection.make({
       instance: { host: "127.0.0.1", port, avatarId: "a", status: "available", healthy: true, scheme: "ws" },
       ...ids
     }).pipe(Effect.provide(context))
   )
+
+/** A WebSocket constructor that knows nothing of this SDK: only the standard interface. */
+const standardLayer = Layer.succeed(
+  Socket.WebSocketConstructor,
+  (url: string) => new WebSocket(url) as unknown as globalThis.WebSocket
+).pipe(Layer.provideMerge(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) })))
+
+const dropReason = new AvatarError.ConnectionError({ reason: "stalled", message: "the test gave up on the peer" })
 
 describe("Connection", () => {
   it.live("acks that come back in reverse order still answer the right commands", () =>
@@ -118,6 +144,46 @@ describe("Connection", () => {
       const audio = decoded.filter((m) => m.type === "chat").map((m) => Buffer.from(m.pld.audio!, "base64"))
       expect(audio.map((bytes) => bytes[0])).toStrictEqual([1, 2, 3, 4, 5, 1])
       expect(audio.every((bytes, i) => bytes.equals(Buffer.from(frames[i === 5 ? 0 : i]!)))).toBe(true)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("any standard WebSocket works: chat messages as strings, cork does nothing, an abort closes with 4000", () =>
+    Effect.gen(function* () {
+      const peer = yield* handPeer({ reverseAcks: 1 })
+      const connection = yield* connectTo(peer.port, { sessionId: "s", avatarId: "a" }, standardLayer)
+      const frame = new Uint8Array(1280).fill(7)
+      connection.unsafeCork()
+      connection.unsafeSendChat(frame)
+      connection.unsafeUncork()
+      yield* connection.request(Protocol.interrupt(connection.ids.next()), "2 seconds")
+      const chat = JSON.parse(peer.received[0]!) as { type: string; pld: { audio: string } }
+      expect(chat.type).toBe("chat")
+      expect(Buffer.from(chat.pld.audio, "base64").equals(Buffer.from(frame))).toBe(true)
+
+      connection.unsafeAbort(dropReason)
+      expect(yield* Effect.flip(Deferred.await(connection.closed))).toBe(dropReason)
+      expect(connection.dropped()).toBe(dropReason)
+      expect(connection.isOpen()).toBe(false)
+      yield* eventually(
+        Effect.sync(() => peer.closeCodes),
+        (codes) => codes.length === 1
+      )
+      expect(peer.closeCodes).toStrictEqual([4000])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("on the Node constructor's sockets an abort does not wait for a closing handshake", () =>
+    Effect.gen(function* () {
+      const peer = yield* handPeer()
+      const connection = yield* connectTo(peer.port, { sessionId: "s", avatarId: "a" })
+      connection.unsafeAbort(dropReason)
+      expect(yield* Effect.flip(Deferred.await(connection.closed))).toBe(dropReason)
+      yield* eventually(
+        Effect.sync(() => peer.closeCodes),
+        (codes) => codes.length === 1
+      )
+      // the TCP socket was destroyed: no close frame reached the peer
+      expect(peer.closeCodes).toStrictEqual([1006])
     }).pipe(Effect.scoped)
   )
 
