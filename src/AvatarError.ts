@@ -269,12 +269,19 @@ export type AvatarError =
   | RetryError
 
 /**
- * The errors a connection attempt can end with; the retry loop decides on them.
+ * The errors a connection attempt can end with; the retry loop decides on them. A
+ * `ConfigurationError` is a command that does not encode (the params a reconnect re-applies).
  *
  * @since 0.1.0
  * @category errors
  */
-export type ConnectError = AuthenticationError | ServiceDiscoveryError | ConnectionError | ServerError | CommandError
+export type ConnectError =
+  | AuthenticationError
+  | ServiceDiscoveryError
+  | ConnectionError
+  | ServerError
+  | CommandError
+  | ConfigurationError
 
 /**
  * @since 0.1.0

@@ -18,7 +18,13 @@ import type * as Effect from "effect/Effect"
 import type * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import type { AvatarConfig } from "./AvatarConfig.js"
-import type { AuthenticationError, CommandError, ConnectionError, ServerError } from "./AvatarError.js"
+import type {
+  AuthenticationError,
+  CommandError,
+  ConfigurationError,
+  ConnectionError,
+  ServerError
+} from "./AvatarError.js"
 import type * as Discovery from "./Discovery.js"
 import * as closeCodes from "./internal/connection/closeCodes.js"
 import * as internal from "./internal/connection/connection.js"
@@ -44,16 +50,21 @@ export interface Connection {
   readonly ids: Protocol.MessageIds
   /** Whether the socket is open and the connection was not asked to close. */
   readonly isOpen: () => boolean
-  /** Sends a control message now; fails when the socket is no longer open. */
-  readonly send: (message: Protocol.ClientMessage) => Effect.Effect<void, ConnectionError>
+  /**
+   * Sends a control message now; fails when the socket is no longer open. A message that does
+   * not match its Schema (from untyped code) fails with a `ConfigurationError` that names the
+   * field, and nothing is sent.
+   */
+  readonly send: (message: Protocol.ClientMessage) => Effect.Effect<void, ConnectionError | ConfigurationError>
   /**
    * Sends a command and waits for the `ack` whose `original_mid` is the command's `mid`.
-   * An `error` message that names the command fails it with a `ServerError`.
+   * An `error` message that names the command fails it with a `ServerError`; a message that
+   * does not encode fails as in `send`, before anything is sent.
    */
   readonly request: (
     message: Protocol.ClientMessage,
     timeout: Duration.DurationInput
-  ) => Effect.Effect<typeof Protocol.Ack.Type, CommandError | ServerError | ConnectionError>
+  ) => Effect.Effect<typeof Protocol.Ack.Type, CommandError | ServerError | ConnectionError | ConfigurationError>
   /** Every decoded inbound message, for subscribers. */
   readonly messages: PubSub.PubSub<Protocol.ServerMessage>
   /** How many messages have arrived: any message shows the peer is alive. */

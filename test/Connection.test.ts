@@ -187,6 +187,38 @@ describe("Connection", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("a message that does not encode fails with a ConfigurationError naming the field, and nothing is sent", () =>
+    Effect.gen(function* () {
+      const peer = yield* handPeer()
+      const connection = yield* connectTo(peer.port, { sessionId: "s", avatarId: "a" })
+      // what untyped JavaScript can hand over: a voice id that is a number
+      const params = Protocol.setParams(connection.ids.next(), {
+        agora: { appId: "a", channel: "c", token: "t", uid: 1 }
+      })
+      const bad = {
+        ...params,
+        pld: { ...params.pld, data: { ...params.pld.data, vid: 123 } }
+      } as unknown as Protocol.ClientMessage
+      const requested = yield* Effect.flip(connection.request(bad, "1 second"))
+      expect(requested).toMatchObject({ _tag: "ConfigurationError", option: "data.vid" })
+      expect(requested.message).toContain("set-params data.vid must be a string (got 123)")
+      const sent = yield* Effect.flip(connection.send(bad))
+      expect(sent).toMatchObject({ _tag: "ConfigurationError", option: "data.vid" })
+      const garbage = yield* Effect.flip(connection.send(null as unknown as Protocol.ClientMessage))
+      expect(garbage).toMatchObject({ _tag: "ConfigurationError" })
+
+      // the connection is still usable, and the peer saw only the good message
+      yield* connection.send(Protocol.ping(connection.ids.next()))
+      yield* eventually(
+        Effect.sync(() => peer.received.length),
+        (n) => n >= 1
+      )
+      yield* io(50)
+      expect(peer.received.map((raw) => JSON.parse(raw).type)).toStrictEqual(["ping"])
+      expect(connection.isOpen()).toBe(true)
+    }).pipe(Effect.scoped)
+  )
+
   it.scoped("Heartbeat.start pings on the TestClock, reports round trips, and aborts on a missed pong", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()

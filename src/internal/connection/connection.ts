@@ -8,18 +8,21 @@ import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import { AvatarConfig } from "../../AvatarConfig.js"
-import { CommandError, ConnectionError, type ServerError } from "../../AvatarError.js"
+import { CommandError, type ConfigurationError, ConnectionError, type ServerError } from "../../AvatarError.js"
 import * as AvatarMetrics from "../../AvatarMetrics.js"
 import type * as Api from "../../Connection.js"
 import * as Discovery from "../../Discovery.js"
 import * as Protocol from "../../Protocol.js"
 import { describeCause } from "./closeCodes.js"
+import * as Encode from "./encode.js"
 import { Ledger } from "./ledger.js"
 import { Lifecycle } from "./lifecycle.js"
 import { type Answer, PendingCommands } from "./pending.js"
 import * as Transport from "./transport.js"
 
 type Ack = typeof Protocol.Ack.Type
+
+type RequestError = CommandError | ServerError | ConnectionError | ConfigurationError
 
 /** How long `close` waits for the closing handshake before it returns anyway. */
 const CLOSE_WAIT = Duration.seconds(2)
@@ -98,32 +101,40 @@ class ConnectionImpl implements Api.Connection {
     })
   }
 
-  /** Sends a control message, recording the mark it carries. */
-  private unsafeSendEncoded(
-    message: Protocol.ClientMessage,
-    encode: () => string
-  ): Either.Either<void, ConnectionError> {
+  /** Sends a message that encoded, recording the mark it carries. */
+  private unsafeSendEncoded(message: Protocol.ClientMessage, text: string): Either.Either<void, ConnectionError> {
     if (!this.lifecycle.isOpen) return Either.left(this.notOpen())
     if (message.type === "ping") this.ledger.unsafePingSent()
     else if (message.type === "command" || message.type === "event") this.ledger.unsafeCommandSent(message.mid)
-    this.socket.send(encode())
+    this.socket.send(text)
     return Either.void
   }
 
-  readonly send = (message: Protocol.ClientMessage): Effect.Effect<void, ConnectionError> =>
-    Effect.suspend(() => this.unsafeSendEncoded(message, () => Protocol.encodeClientMessage(message)))
+  // Encoded before anything else: a message from untyped code that does not match its Schema
+  // is the caller's error to handle, not a defect, and it leaves no trace on the connection.
+  readonly send = (message: Protocol.ClientMessage): Effect.Effect<void, ConnectionError | ConfigurationError> =>
+    Effect.suspend(() => Either.flatMap(Encode.encode(message), ({ text }) => this.unsafeSendEncoded(message, text)))
 
   readonly request = (
     message: Protocol.ClientMessage,
     timeout: Duration.DurationInput
-  ): Effect.Effect<Ack, CommandError | ServerError | ConnectionError> => {
+  ): Effect.Effect<Ack, RequestError> =>
+    Effect.suspend(() => {
+      const encoded = Encode.encode(message)
+      return Either.isLeft(encoded) ? Effect.fail(encoded.left) : this.awaitAnswer(message, encoded.right, timeout)
+    })
+
+  private awaitAnswer(
+    message: Protocol.ClientMessage,
+    { name, text }: Encode.Encoded,
+    timeout: Duration.DurationInput
+  ): Effect.Effect<Ack, RequestError> {
     const mid = message.mid
-    const name = Protocol.commandName(message) ?? message.type
     return Effect.gen(this, function* () {
       const answer: Answer = yield* Deferred.make<Ack, CommandError | ServerError>()
       this.pending.unsafeAdd(mid, name, answer)
       const sentAt = yield* Clock.currentTimeMillis
-      yield* this.send(message)
+      yield* this.unsafeSendEncoded(message, text)
       // interruptible even where the caller is not (a scope finalizer sends leave_channel):
       // otherwise the timeout could not stop the wait
       const ack = yield* Effect.interruptible(Deferred.await(answer)).pipe(
