@@ -1,9 +1,14 @@
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import * as Socket from "@effect/platform/Socket"
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { WebSocket, WebSocketServer } from "ws"
 import {
@@ -216,6 +221,46 @@ describe("Connection", () => {
       yield* io(50)
       expect(peer.received.map((raw) => JSON.parse(raw).type)).toStrictEqual(["ping"])
       expect(connection.isOpen()).toBe(true)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("connections closed as a session's reconnects close them are garbage, not a chain", () =>
+    Effect.gen(function* () {
+      v8.setFlagsFromString("--expose-gc")
+      const gc = vm.runInNewContext("gc") as () => void
+      const peer = yield* handPeer()
+      const context = yield* Layer.build(connectionLayer)
+      const instance = { host: "127.0.0.1", port: peer.port, avatarId: "a", status: "available", healthy: true }
+      const opened: Array<WeakRef<Connection.Connection>> = []
+      // As a session recovers: a fiber of its own closes the scope of the connection that dropped,
+      // then opens the next one in a scope of its own, in a span that ends with the new connection.
+      const generation = (previous: Scope.CloseableScope | undefined) =>
+        Effect.gen(function* () {
+          if (previous) yield* Scope.close(previous, Exit.void)
+          const scope = yield* Scope.make()
+          const connection = yield* Connection.make({
+            instance: { ...instance, scheme: "ws" },
+            sessionId: `s-${opened.length}`,
+            avatarId: "a"
+          }).pipe(Scope.extend(scope), Effect.provide(context))
+          opened.push(new WeakRef(connection))
+          return { scope, connection }
+        }).pipe(Effect.withSpan("generation"))
+      const next = (fiber: Fiber.RuntimeFiber<{ readonly scope: Scope.CloseableScope }, unknown>) =>
+        Effect.flatMap(Fiber.join(fiber), ({ scope }) => Effect.fork(generation(scope)))
+      let last = yield* Effect.fork(generation(undefined))
+      for (let i = 1; i < 6; i++) last = yield* next(last)
+      yield* Fiber.await(last)
+      yield* Effect.promise(async () => {
+        for (let i = 0; i < 4; i++) {
+          gc()
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+      })
+      // the last fiber is still reachable, as a session keeps its last recovery, and so is the
+      // connection it opened; every one before it is gone
+      expect(opened.map((ref) => ref.deref() !== undefined)).toStrictEqual([false, false, false, false, false, true])
+      yield* Effect.flatMap(Fiber.join(last), ({ scope }) => Scope.close(scope, Exit.void))
     }).pipe(Effect.scoped)
   )
 
