@@ -1,6 +1,7 @@
 /**
  * The entry service: `session(options)` opens a scoped avatar session. `layerNode` wires
- * everything for Node (HTTP client, WebSocket constructor with headers, discovery).
+ * everything for Node (HTTP client, WebSocket constructor with headers, discovery); on any
+ * other platform, `layer` takes the parts from the context.
  *
  * @since 0.1.0
  */
@@ -12,12 +13,13 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as AvatarConfig from "./AvatarConfig.js"
 import type { AvatarError, ConfigurationError } from "./AvatarError.js"
 import * as AvatarSession from "./AvatarSession.js"
-import * as Connection from "./Connection.js"
 import * as Discovery from "./Discovery.js"
+import * as NodeTransport from "./internal/connection/nodeTransport.js"
 import * as FrameClock from "./internal/dataplane/frameClock.js"
 
 /**
@@ -77,6 +79,34 @@ export const layer: Layer.Layer<
 > = Layer.scoped(AvatarClient, make)
 
 /**
+ * A `Socket.WebSocketConstructor` for Node built on `ws`, which sends the `api_key` header
+ * (the platform's own Node constructor sends no custom headers). Compression is off: audio
+ * in base64 gains little from it and pays for it in CPU.
+ *
+ * Its sockets carry the connection's fast path for audio: each chat message built as one
+ * Buffer, a batch of frames corked into one write, and an abort that destroys the TCP socket
+ * instead of waiting for a closing handshake the peer may never answer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeNodeWebSocketConstructor: (
+  apiKey: Redacted.Redacted<string>
+) => (url: string, protocols?: string | Array<string>) => globalThis.WebSocket = NodeTransport.makeWebSocketConstructor
+
+/**
+ * {@link makeNodeWebSocketConstructor} with the key of the `AvatarConfig` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWebSocketConstructorNode: Layer.Layer<Socket.WebSocketConstructor, never, AvatarConfig.AvatarConfig> =
+  Layer.effect(
+    Socket.WebSocketConstructor,
+    Effect.map(AvatarConfig.AvatarConfig, (config) => makeNodeWebSocketConstructor(config.apiKey))
+  )
+
+/**
  * Node wiring on top of a configuration layer: HTTP discovery over undici (the engine of
  * Node's own `fetch`; about 0.7 ms faster a request than `node:http` on loopback), and `ws`
  * WebSockets that send the `api_key` header.
@@ -88,7 +118,7 @@ export const layerNodeFrom = <E>(
   config: Layer.Layer<AvatarConfig.AvatarConfig, E>
 ): Layer.Layer<AvatarClient | AvatarConfig.AvatarConfig, E> =>
   layer.pipe(
-    Layer.provide(Layer.mergeAll(Discovery.layer, Connection.layerWebSocketConstructorNode)),
+    Layer.provide(Layer.mergeAll(Discovery.layer, layerWebSocketConstructorNode)),
     Layer.provide(NodeHttpClient.layerUndici satisfies Layer.Layer<HttpClient.HttpClient>),
     Layer.provideMerge(config)
   )

@@ -195,8 +195,7 @@ export class ConfigurationError extends Schema.TaggedError<ConfigurationError>(
  */
 export class ServerError extends Schema.TaggedError<ServerError>("akool-streaming-avatar/ServerError")("ServerError", {
   code: Schema.Number,
-  message: Schema.String,
-  command: Schema.optional(Schema.String)
+  message: Schema.String
 }) {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
@@ -270,12 +269,19 @@ export type AvatarError =
   | RetryError
 
 /**
- * The errors a connection attempt can end with; the retry loop decides on them.
+ * The errors a connection attempt can end with; the retry loop decides on them. A
+ * `ConfigurationError` is a command that does not encode (the params a reconnect re-applies).
  *
  * @since 0.1.0
  * @category errors
  */
-export type ConnectError = AuthenticationError | ServiceDiscoveryError | ConnectionError | ServerError | CommandError
+export type ConnectError =
+  | AuthenticationError
+  | ServiceDiscoveryError
+  | ConnectionError
+  | ServerError
+  | CommandError
+  | ConfigurationError
 
 /**
  * @since 0.1.0

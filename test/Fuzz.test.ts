@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { WebSocketServer } from "ws"
-import { AvatarClient, AvatarConfig, Connection, Discovery, Protocol } from "../src/index.js"
+import { AvatarClient, AvatarConfig, Discovery, Protocol } from "../src/index.js"
 import { API_KEY, eventually, pcm } from "./support.js"
 
 const valid = [
@@ -76,7 +76,7 @@ describe("hostile input", () => {
       const client = yield* Layer.build(
         AvatarClient.layer.pipe(
           Layer.provide(Discovery.layerStatic([{ host: "127.0.0.1", port: peer.port }])),
-          Layer.provide(Connection.layerWebSocketConstructorNode),
+          Layer.provide(AvatarClient.layerWebSocketConstructorNode),
           Layer.provide(AvatarConfig.layer({ apiKey: Redacted.make(API_KEY) }))
         )
       ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)))
