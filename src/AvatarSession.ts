@@ -18,7 +18,7 @@ import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import type * as SubscriptionRef from "effect/SubscriptionRef"
 import type { AvatarConfig } from "./AvatarConfig.js"
-import type { AudioStreamError, AvatarError, ConfigurationError, ConnectError } from "./AvatarError.js"
+import type { AudioStreamError, AvatarError, ConfigurationError, ConnectError, ServerError } from "./AvatarError.js"
 import type * as Discovery from "./Discovery.js"
 import * as FrameClock from "./internal/dataplane/frameClock.js"
 import * as options from "./internal/session/options.js"
@@ -241,6 +241,11 @@ export interface AvatarSession {
   readonly interrupt: Effect.Effect<Interrupted, AvatarError>
   /** Whether the avatar is speaking now; `.changes` is a Stream of every change. */
   readonly speaking: SubscriptionRef.SubscriptionRef<Speaking>
+  /**
+   * The server's `error` messages that answer no command (one that answers a command fails
+   * that command instead); each subscriber sees those that arrive after it subscribes.
+   */
+  readonly errors: Stream.Stream<ServerError>
   /** Decoded server messages; each subscriber sees every message after it subscribes. */
   readonly events: Stream.Stream<Protocol.ServerMessage>
   readonly state: SubscriptionRef.SubscriptionRef<SessionState>

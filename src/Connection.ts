@@ -125,6 +125,8 @@ export interface Options {
   readonly mark?: (() => number) | undefined
   /** Sees every decoded message as it arrives, synchronously, before it is published. */
   readonly onMessage?: ((message: Protocol.ServerMessage) => void) | undefined
+  /** Sees each `error` message that answers no command (one that does fails that command instead). */
+  readonly onServerError?: ((error: ServerError) => void) | undefined
   /**
    * Called once, synchronously, when the connection ends without being asked to (the moment
    * `closed` fails): a caller can react to a drop without a fiber waiting for it.

@@ -30,7 +30,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as AvatarClient from "./AvatarClient.js"
 import * as AvatarConfig from "./AvatarConfig.js"
-import { type AvatarError, ConfigurationError, ConnectionError, ServerError } from "./AvatarError.js"
+import { type AvatarError, ConfigurationError, ConnectionError } from "./AvatarError.js"
 import type * as AvatarSession from "./AvatarSession.js"
 import * as SessionOptions from "./internal/session/options.js"
 import type * as Protocol from "./Protocol.js"
@@ -568,9 +568,13 @@ export class StreamingAvatarClient implements AsyncDisposable {
         const session = yield* Scope.extend(client.session(this.#sessionOptions), scope)
         const events = yield* Effect.forkDaemon(this.#dispatchEvents(session))
         const states = yield* Effect.forkDaemon(this.#dispatchStates(session))
+        // the server's errors that answer no call: those that do are thrown by that call
+        const errors = yield* Effect.forkDaemon(
+          Stream.runForEach(session.errors, (error) => this.#callback("onError", this.onError, error))
+        )
         // both subscribe as soon as they run: let them, before the caller can send anything
         yield* Effect.yieldNow()
-        return { session, dispatchers: [events, states] }
+        return { session, dispatchers: [events, states, errors] }
       }),
       { signal: combined }
     )
@@ -628,9 +632,6 @@ export class StreamingAvatarClient implements AsyncDisposable {
         yield* this.#callback("onMessage", this.onMessage, message)
         if (message.type === "system" && message.pld.status === "agora_connected") {
           yield* this.#callback("onAgoraConnected", this.onAgoraConnected, message.pld.channel_id ?? "")
-        } else if (message.type === "error") {
-          const error = new ServerError({ code: message.pld.error_code, message: message.pld.error_message })
-          yield* this.#callback("onError", this.onError, error)
         }
       })
     ).pipe(

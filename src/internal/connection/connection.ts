@@ -41,6 +41,7 @@ class ConnectionImpl implements Api.Connection {
   private readonly transport: Transport.Transport
   private readonly ledger: Ledger
   private readonly onMessage: ((message: Protocol.ServerMessage) => void) | undefined
+  private readonly onServerError: ((error: ServerError) => void) | undefined
   private inboundCount = 0
 
   // listening from the moment the socket exists: no event can come before the listeners
@@ -61,6 +62,7 @@ class ConnectionImpl implements Api.Connection {
     this.unsafeUncork = this.transport.uncork
     this.ledger = new Ledger(options.mark ?? (() => 0))
     this.onMessage = options.onMessage
+    this.onServerError = options.onServerError
     this.lifecycle = new Lifecycle(socket, this.transport, this.label, this.pending, connected, closed, options.onDrop)
     this.lifecycle.unsafeListen((data) => this.unsafeReceive(data))
   }
@@ -82,9 +84,11 @@ class ConnectionImpl implements Api.Connection {
         this.ledger.unsafeAcked(message.pld.original_mid)
         this.pending.unsafeAck(message)
         break
-      case "error":
-        this.pending.unsafeError(message)
+      case "error": {
+        const unanswered = this.pending.unsafeError(message)
+        if (unanswered !== undefined) this.onServerError?.(unanswered)
         break
+      }
       case "pong":
         this.ledger.unsafePong(this.clock.unsafeCurrentTimeMillis())
         break

@@ -33,17 +33,16 @@ export class PendingCommands {
     if (entry !== undefined) Deferred.unsafeDone(entry.answer, Effect.succeed(ack))
   }
 
-  unsafeError(error: typeof Protocol.ErrorMessage.Type): void {
+  /** Fails the command the error answers; returns the error when it answers none. */
+  unsafeError(error: typeof Protocol.ErrorMessage.Type): ServerError | undefined {
     // the documented payload names no message: an error that arrives while commands wait
     // answers the oldest of them; one that names a message answers that one
     const mid = error.pld.original_mid ?? this.entries.keys().next().value
     const entry = mid === undefined ? undefined : this.take(mid)
-    if (entry !== undefined) {
-      Deferred.unsafeDone(
-        entry.answer,
-        Effect.fail(new ServerError({ code: error.pld.error_code, message: error.pld.error_message }))
-      )
-    }
+    const failure = new ServerError({ code: error.pld.error_code, message: error.pld.error_message })
+    if (entry === undefined) return failure
+    Deferred.unsafeDone(entry.answer, Effect.fail(failure))
+    return undefined
   }
 
   /** Fails every waiting command: the connection they were sent on has ended. */

@@ -12,7 +12,7 @@ import type * as PubSub from "effect/PubSub"
 import type * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type { AvatarConfig } from "../../AvatarConfig.js"
-import { type AvatarError, RetryError } from "../../AvatarError.js"
+import { type AvatarError, RetryError, type ServerError } from "../../AvatarError.js"
 import * as Connection from "../../Connection.js"
 import * as Discovery from "../../Discovery.js"
 import * as Heartbeat from "../../Heartbeat.js"
@@ -31,6 +31,8 @@ export interface ConnectorOptions {
   /** The count of frames written so far: what a ping or an ack confirms. */
   readonly mark: () => number
   readonly onMessage: (message: Protocol.ServerMessage) => void
+  /** An `error` message that answers no command. */
+  readonly onServerError: (error: ServerError) => void
   /** A connection dropped by itself (called synchronously, once). */
   readonly onDrop: (link: Link) => void
   /** Each heartbeat round trip, in milliseconds. */
@@ -142,6 +144,7 @@ export class Connector {
         connectionTimeout: options.connectionTimeout,
         mark: this.deps.mark,
         onMessage: this.deps.onMessage,
+        onServerError: this.deps.onServerError,
         onDrop: () => {
           if (holder.link !== undefined) this.deps.onDrop(holder.link)
         }

@@ -19,7 +19,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AvatarConfig } from "../../AvatarConfig.js"
-import { AudioStreamError, type AvatarError, ConnectionError } from "../../AvatarError.js"
+import { AudioStreamError, type AvatarError, ConnectionError, type ServerError } from "../../AvatarError.js"
 import * as AvatarMetrics from "../../AvatarMetrics.js"
 import type * as AvatarSession from "../../AvatarSession.js"
 import type * as Connection from "../../Connection.js"
@@ -45,6 +45,7 @@ interface Parts {
   readonly clock: FrameClockService
   readonly state: SubscriptionRef.SubscriptionRef<AvatarSession.SessionState>
   readonly events: PubSub.PubSub<Protocol.ServerMessage>
+  readonly errors: PubSub.PubSub<ServerError>
   readonly ended: Deferred.Deferred<void, AvatarError>
   readonly lifecycle: Lifecycle
   readonly inbound: Inbound
@@ -245,7 +246,8 @@ class Driver {
   close(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const { lifecycle, outbox, events } = this.parts
-      if (lifecycle.phase._tag === "Closed") return PubSub.shutdown(events)
+      if (lifecycle.phase._tag === "Closed")
+        return Effect.zipRight(PubSub.shutdown(events), PubSub.shutdown(this.parts.errors))
       const recovering = lifecycle.beginClosing()
       const graceful = Effect.gen(this, function* () {
         if (recovering) yield* Fiber.interrupt(recovering)
@@ -338,6 +340,7 @@ const makeParts = (options: Resolved, config: AvatarConfig["Type"], clock: Frame
       clock,
       state: yield* SubscriptionRef.make<AvatarSession.SessionState>(Connecting({ attempt: 1 })),
       events: yield* PubSub.unbounded<Protocol.ServerMessage>(),
+      errors: yield* PubSub.unbounded<ServerError>(),
       ended: yield* Deferred.make<void, AvatarError>(),
       lifecycle: new Lifecycle(),
       inbound: new Inbound(options.sessionId, runtime, (event) => turns.onEvent(event, clock.now())),
@@ -373,6 +376,7 @@ export const make = (
       messages: parts.events,
       mark: () => outbox.written,
       onMessage: parts.inbound.observe,
+      onServerError: (error) => parts.errors.unsafeOffer(error),
       onDrop: driver.onDrop,
       onRoundTrip: (ms) => turns.roundTrip(ms),
       reapply: commands.reapply,
@@ -413,6 +417,7 @@ export const make = (
       interrupt,
       speaking: turns.speaking,
       events: Stream.fromPubSub(parts.events),
+      errors: Stream.fromPubSub(parts.errors),
       state: parts.state,
       info: Effect.sync(() => driver.info()),
       await: Deferred.await(parts.ended)
