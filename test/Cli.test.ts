@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import * as Help from "../src/cli/help.js"
 import { Audio, AvatarSimulator } from "../src/index.js"
 import { concat, eventually } from "./support.js"
 
@@ -193,6 +194,91 @@ describe("akool-avatar stream", () => {
       expect(agora.stderr + agora.stdout).not.toContain(KEY)
     })
   )
+})
+
+describe("akool-avatar usage", () => {
+  it.live("an unknown flag is named, with the close match as a hint (exit 2)", () =>
+    Effect.gen(function* () {
+      const run = yield* cli(["stream", "--pacng", "none", MP3])
+      expect(run.code).toBe(2)
+      expect(run.stderr.trim().split("\n")).toStrictEqual([
+        "error: unknown option --pacng",
+        "hint: did you mean --pacing? (akool-avatar stream --help lists the options)"
+      ])
+      expect(run.stdout).toBe("")
+
+      // after the file too, and an option of the other command says whose it is
+      const other = yield* cli(["stream", MP3, "--port", "8080"])
+      expect(other.code).toBe(2)
+      expect(other.stderr).toContain("error: unknown option --port")
+      expect(other.stderr).toContain("hint: --port is an option of akool-avatar simulate")
+
+      const command = yield* cli(["strem", MP3])
+      expect(command.code).toBe(2)
+      expect(command.stderr).toContain("error: unknown command strem")
+      expect(command.stderr).toContain("hint: did you mean stream?")
+    })
+  )
+
+  it.live("a wrong or missing flag value names the flag and what it takes (exit 2)", () =>
+    Effect.gen(function* () {
+      const choice = yield* cli(["stream", MP3, "--pacing", "fast"])
+      expect(choice.code).toBe(2)
+      expect(choice.stderr).toMatch(/^error: --pacing takes realtime or none \(got "fast"\)\n/)
+      expect(choice.stderr).toContain("hint: ")
+
+      const integer = yield* cli(["stream", "--format", "s16le", "--rate", "24k", "-"])
+      expect(integer.code).toBe(2)
+      expect(integer.stderr).toMatch(/^error: --rate takes a whole number \(got "24k"\)/)
+
+      const missing = yield* cli(["simulate", "--port"])
+      expect(missing.code).toBe(2)
+      expect(missing.stderr).toMatch(/^error: --port needs a value: a whole number/)
+
+      const frame = yield* cli(["stream", MP3, "--frame-ms", "5"])
+      expect(frame.code).toBe(2)
+      expect(frame.stderr).toMatch(/^error: --frame-ms /)
+
+      const extra = yield* cli(["stream", MP3, "other.mp3"])
+      expect(extra.code).toBe(2)
+      expect(extra.stderr).toContain("error: unexpected argument other.mp3")
+
+      const none = yield* cli(["stream"])
+      expect(none.code).toBe(2)
+      expect(none.stderr).toMatch(/^error: .*<file \| ->/)
+      expect(none.stderr).toContain("hint: ")
+    })
+  )
+
+  it.live("--help into a pipe: no colour codes, the program name, every default", () =>
+    Effect.gen(function* () {
+      const run = yield* cli(["stream", "--help"])
+      expect(run.code).toBe(0)
+      expect(run.stdout).not.toContain("\u001b")
+      expect(run.stdout).toContain("$ akool-avatar stream [")
+      expect(run.stdout).toMatch(/--pacing realtime \| none[\s\S]*\(default: realtime\)/)
+      expect(run.stdout).toMatch(/--frame-ms integer[\s\S]*\(default: 40\)/)
+      expect(run.stdout).toMatch(/--language text[\s\S]*\(default: en\)/)
+
+      const simulate = yield* cli(["simulate", "--help"])
+      expect(simulate.stdout).not.toContain("\u001b")
+      expect(simulate.stdout).toContain("$ akool-avatar simulate [")
+      expect(simulate.stdout).toMatch(/--host text[\s\S]*\(default: 127\.0\.0\.1\)/)
+
+      const root = yield* cli(["--help"])
+      expect(root.stdout).not.toContain("\u001b")
+      expect(root.stdout).toContain("$ akool-avatar")
+    })
+  )
+
+  it("colour only on a terminal, and never with NO_COLOR set", () => {
+    expect(Help.colour({ isTTY: true }, {})).toBe(true)
+    expect(Help.colour({ isTTY: false }, {})).toBe(false)
+    expect(Help.colour({}, {})).toBe(false)
+    expect(Help.colour({ isTTY: true }, { NO_COLOR: "1" })).toBe(false)
+    // no-color.org: an empty NO_COLOR does not count
+    expect(Help.colour({ isTTY: true }, { NO_COLOR: "" })).toBe(true)
+  })
 })
 
 describe("akool-avatar as installed", () => {

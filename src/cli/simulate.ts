@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as AvatarSimulator from "../AvatarSimulator.js"
 import * as Faults from "../internal/simulator/faults.js"
+import * as Help from "./help.js"
 import { report, UsageError } from "./report.js"
 
 const int = (name: string, description: string) =>
@@ -16,21 +17,21 @@ const int = (name: string, description: string) =>
 const flag = (name: string, description: string) => Options.boolean(name).pipe(Options.withDescription(description))
 
 const options = {
-  port: Options.integer("port").pipe(
-    Options.withDescription("Discovery port; 0 takes any free port. Instances always take free ports."),
-    Options.withDefault(0)
+  port: Help.defaulted(
+    Options.integer("port"),
+    "Discovery port; 0 takes any free port. Instances always take free ports.",
+    0
   ),
-  host: Options.text("host").pipe(Options.withDescription("Address to listen on."), Options.withDefault("127.0.0.1")),
-  instances: Options.integer("instances").pipe(Options.withDescription("Number of instances."), Options.withDefault(1)),
+  host: Help.defaulted(Options.text("host"), "Address to listen on.", "127.0.0.1"),
+  instances: Help.defaulted(Options.integer("instances"), "Number of instances.", 1),
   apiKey: Options.text("api-key").pipe(
     Options.withDescription("The only key to accept (default: any non-empty key)."),
     Options.optional
   ),
-  shape: Options.choice("shape", ["code", "readme"]).pipe(
-    Options.withDescription(
-      "Which documented discovery body to send: the shape the reference SDK's code parses, or the one its README shows."
-    ),
-    Options.withDefault("code" as const)
+  shape: Help.defaulted(
+    Options.choice("shape", ["code", "readme"]),
+    "Which documented discovery body to send: the shape the reference SDK's code parses, or the one its README shows.",
+    "code" as const
   ),
   noRecordAudio: flag("no-record-audio", "Count audio without keeping it (for load tests)."),
   discoveryDelay: int("discovery-delay", "Answer every discovery request this many milliseconds late."),
@@ -64,9 +65,9 @@ const options = {
     Options.optional
   ),
   errorAfterFrames: int("error-after-frames", "After N chat frames on a connection, send one error message."),
-  errorCode: int("error-code", "With --error-after-frames: its error_code (default 5000)."),
+  errorCode: int("error-code", "With --error-after-frames: its error_code (default: 5000)."),
   errorMessage: Options.text("error-message").pipe(
-    Options.withDescription('With --error-after-frames: its error_message (default "simulated stream error").'),
+    Options.withDescription('With --error-after-frames: its error_message (default: "simulated stream error").'),
     Options.optional
   ),
   dropAfterFrames: int(
@@ -75,19 +76,19 @@ const options = {
   ),
   dropMode: Options.choice("drop-mode", ["close", "terminate"]).pipe(
     Options.withDescription(
-      "With --drop-after-frames: close sends a close frame with --drop-code; terminate destroys the socket (1006)."
+      "With --drop-after-frames: close sends a close frame with --drop-code; terminate destroys the socket (1006) (default: close)."
     ),
     Options.optional
   ),
-  dropCode: int("drop-code", "With --drop-after-frames: the close code (default 1011)."),
+  dropCode: int("drop-code", "With --drop-after-frames: the close code (default: 1011)."),
   malformedAfterFrames: int("malformed-after-frames", "After N chat frames on a connection, send hostile messages."),
   malformedCount: int(
     "malformed-count",
-    `With --malformed-after-frames: how many (default ${AvatarSimulator.MALFORMED_KINDS.length}, one of each kind).`
+    `With --malformed-after-frames: how many (default: ${AvatarSimulator.MALFORMED_KINDS.length}, one of each kind).`
   ),
   malformedKinds: Options.text("malformed-kinds").pipe(
     Options.withDescription(
-      `With --malformed-after-frames: which kinds, in turn, comma-separated (default all: ${AvatarSimulator.MALFORMED_KINDS.join(",")}).`
+      `With --malformed-after-frames: which kinds, in turn, comma-separated (default: all, ${AvatarSimulator.MALFORMED_KINDS.join(",")}).`
     ),
     Options.optional
   ),

@@ -30,6 +30,7 @@ import * as AvatarSimulator from "../AvatarSimulator.js"
 import { bytesPerSample, type Encoding } from "../internal/audio/pcm.js"
 import * as Constants from "../internal/constants.js"
 import type * as Protocol from "../Protocol.js"
+import * as Help from "./help.js"
 import { CheckFailed, report, UsageError } from "./report.js"
 
 const FORMATS = ["auto", "wav", "mp3", ...Audio.ENCODINGS] as const
@@ -44,7 +45,7 @@ const options = {
   ),
   avatarId: text("avatar-id", `The avatar to drive (default: $AKOOL_AVATAR_ID, else ${Constants.DEFAULT_AVATAR_ID}).`),
   voice: text("voice", "Voice id for the avatar (set-params vid)."),
-  language: Options.text("language").pipe(Options.withDescription("Language code."), Options.withDefault("en")),
+  language: Help.defaulted(Options.text("language"), "Language code.", "en"),
   background: text("background", "Background image URL."),
   agoraAppId: text("agora-app-id", "Agora app id (default: $AKOOL_AGORA_APP_ID). Needed with AKOOL_API_KEY."),
   agoraChannel: text("agora-channel", "Agora channel (default: $AKOOL_AGORA_CHANNEL). Needed with AKOOL_API_KEY."),
@@ -63,26 +64,31 @@ const options = {
     "discovery-url",
     "Discovery endpoint (default: $AKOOL_DISCOVERY_URL, else the reference SDK's). Only its scheme and host are used."
   ),
-  pacing: Options.choice("pacing", ["realtime", "none"]).pipe(
-    Options.withDescription(
-      "realtime: send at playback speed (at most 1 s ahead); none: as fast as the socket takes it."
-    ),
-    Options.withDefault("realtime" as const)
+  pacing: Help.defaulted(
+    Options.choice("pacing", ["realtime", "none"]),
+    "realtime: send at playback speed (at most 1 s ahead); none: as fast as the socket takes it.",
+    "realtime" as const
   ),
-  format: Options.choice("format", FORMATS).pipe(
-    Options.withDescription(
-      "What the input is: auto (WAV or MP3, told by its header), wav, mp3, or raw PCM samples: u8, s8, s16le, s24le, s32le, f32le, f64le (raw needs --rate)."
-    ),
-    Options.withDefault("auto" as Format)
+  frameMs: Help.defaulted(
+    Options.integer("frame-ms"),
+    "Milliseconds of audio per chat message, from 10 to 1000.",
+    Audio.DEFAULT_FRAME_MS
+  ),
+  format: Help.defaulted(
+    Options.choice("format", FORMATS),
+    "What the input is: auto (WAV or MP3, told by its header), wav, mp3, or raw PCM samples: u8, s8, s16le, s24le, s32le, f32le, f64le (raw needs --rate).",
+    "auto" as Format
   ),
   rate: Options.integer("rate").pipe(Options.withDescription("Sample rate of raw PCM input, in Hz."), Options.optional),
-  channels: Options.integer("channels").pipe(
-    Options.withDescription("Interleaved channels of raw PCM input (mixed down to mono)."),
-    Options.withDefault(1)
+  channels: Help.defaulted(
+    Options.integer("channels"),
+    "Interleaved channels of raw PCM input (mixed down to mono).",
+    1
   ),
-  quality: Options.choice("quality", ["best", "medium", "fastest"]).pipe(
-    Options.withDescription("Resampler quality (libsamplerate sinc)."),
-    Options.withDefault("medium" as const)
+  quality: Help.defaulted(
+    Options.choice("quality", ["best", "medium", "fastest"]),
+    "Resampler quality (libsamplerate sinc).",
+    "medium" as const
   ),
   noProgress: Options.boolean("no-progress").pipe(Options.withDescription("Do not draw the progress bar.")),
   verbose: Options.boolean("verbose").pipe(Options.withDescription("On an error, print its full cause too."))
@@ -226,6 +232,12 @@ const streamTo = (
 
 const run = (o: Parsed) =>
   Effect.gen(function* () {
+    if (o.frameMs < 10 || o.frameMs > 1000) {
+      return yield* new UsageError({
+        message: `--frame-ms takes 10 to 1000 milliseconds (got ${o.frameMs})`,
+        hint: `20 or 40 are usual; the default is ${Audio.DEFAULT_FRAME_MS}`
+      })
+    }
     const source = yield* sourceOf(o)
     const avatarId = Option.getOrElse(yield* setting(o.avatarId, "AKOOL_AVATAR_ID"), () => Constants.DEFAULT_AVATAR_ID)
     const apiKey = Option.filter(
@@ -298,7 +310,7 @@ const run = (o: Parsed) =>
         yield* Effect.addFinalizer((exit) =>
           Exit.isInterrupted(exit) ? Console.error("Left the channel.") : Effect.void
         )
-        const session = yield* avatar.session({ avatarId, pacing: o.pacing })
+        const session = yield* avatar.session({ avatarId, pacing: o.pacing, frameMs: o.frameMs })
         const info = yield* session.info
         yield* Console.log(
           `session ${session.sessionId}, avatar ${session.avatarId}${info.currentService === null ? "" : `, instance ${info.currentService.ip}:${info.currentService.port}`}`
