@@ -12,8 +12,10 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Help from "../src/cli/help.js"
+import * as StreamCommand from "../src/cli/stream.js"
 import { Audio, AvatarSimulator } from "../src/index.js"
 import { concat, eventually } from "./support.js"
 
@@ -83,7 +85,8 @@ describe("akool-avatar stream", () => {
       Effect.gen(function* () {
         const run = yield* cli(["stream", MP3, "--pacing", "none"])
         expect(run.code).toBe(0)
-        expect(run.stdout).toContain("AKOOL_API_KEY is not set: streaming to the built-in simulator")
+        // the first line says where the audio goes
+        expect(run.stdout.split("\n")[0]).toMatch(/^streaming to the built-in simulator .*AKOOL_API_KEY is not set/)
         expect(run.stdout).toContain("MPEG-1 Layer III, 64 kbps, 44100 Hz, 2 channels, 0.60 s")
         // 0.6 s at 16 kHz mono 16-bit
         expect(run.stdout).toContain("OK: the simulator received all 19200 bytes (0.60 s)")
@@ -100,7 +103,8 @@ describe("akool-avatar stream", () => {
           envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: sim.discoveryUrl, ...agoraEnv })
         )
         expect(run.code).toBe(0)
-        expect(run.stdout).toContain("AKOOL_API_KEY is set: streaming to the Akool service.")
+        // the first line names the host discovery asks, and where that came from
+        expect(run.stdout.split("\n")[0]).toBe(`streaming to ${new URL(sim.discoveryUrl).host} (AKOOL_DISCOVERY_URL)`)
         // the key is never printed
         expect(run.stdout + run.stderr).not.toContain(KEY)
         const sessionId = /session ([0-9a-f-]{36})/.exec(run.stdout)?.[1]
@@ -131,6 +135,13 @@ describe("akool-avatar stream", () => {
       expect(code).toBe(130)
       expect(run.output.stderr).toContain("Interrupted: stopping the avatar and leaving the channel")
       expect(run.output.stderr).toContain("Left the channel.")
+      // what was sent, as at the end of a normal run
+      const summary = /sent (\d+\.\d\d) s of audio \((\d+) frames, 0 reconnects\) in \d+\.\d\d s/.exec(
+        run.output.stdout
+      )
+      expect(summary).not.toBeNull()
+      expect(Number(summary![2])).toBeGreaterThan(10)
+      expect(Number(summary![1])).toBeCloseTo(Number(summary![2]) * 0.04, 1)
       const [record] = yield* eventually(sim.sessions, (s) => s.length === 1 && !s[0]!.open)
       const commands = record!.commands.map((c) => c.cmd)
       expect(commands).toContain("interrupt")
@@ -270,6 +281,16 @@ describe("akool-avatar usage", () => {
       expect(root.stdout).toContain("$ akool-avatar")
     })
   )
+
+  it("the first line names the discovery host and the setting it came from", () => {
+    expect(StreamCommand.whereTo(Option.none(), Option.none())).toBe("the Akool service at sa-websocekt.akool.io:8051")
+    expect(StreamCommand.whereTo(Option.none(), Option.some("http://127.0.0.1:4000/x"))).toBe(
+      "127.0.0.1:4000 (AKOOL_DISCOVERY_URL)"
+    )
+    expect(StreamCommand.whereTo(Option.some("https://example.test/x"), Option.some("http://127.0.0.1:4000/x"))).toBe(
+      "example.test (--discovery-url)"
+    )
+  })
 
   it("colour only on a terminal, and never with NO_COLOR set", () => {
     expect(Help.colour({ isTTY: true }, {})).toBe(true)
