@@ -319,6 +319,40 @@ describe("akool-avatar as installed", () => {
 })
 
 describe("akool-avatar simulate", () => {
+  it.live("--save-dir writes what each session sent as a WAV, one file per session", () =>
+    Effect.gen(function* () {
+      const saveDir = join(dir, "saved")
+      const sim = start(["simulate", "--save-dir", saveDir], envWith())
+      // should an expectation fail first, the simulator does not outlive the test
+      yield* Effect.addFinalizer(() => Effect.sync(() => sim.child.exitCode === null && sim.child.kill("SIGKILL")))
+      const started = yield* eventually(
+        Effect.sync(() => sim.output.stdout),
+        (out) => out.includes("Ctrl-C to stop."),
+        15_000
+      )
+      expect(started).toContain(`saving each session's audio to ${saveDir}/<session id>.wav`)
+      const discoveryUrl = /discovery: (http:\S+)/.exec(started)![1]!
+      const run = yield* cli(
+        ["stream", MP3, "--pacing", "none"],
+        envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: discoveryUrl, ...agoraEnv })
+      )
+      expect(run.code).toBe(0)
+      const sessionId = /session ([0-9a-f-]{36})/.exec(run.stdout)![1]!
+      const wav = readFileSync(join(saveDir, `${sessionId}.wav`))
+      // 16 kHz mono 16-bit PCM, its sizes those of the file
+      expect(wav.toString("ascii", 0, 4) + wav.toString("ascii", 8, 16)).toBe("RIFFWAVEfmt ")
+      expect([wav.readUInt16LE(20), wav.readUInt16LE(22), wav.readUInt32LE(24), wav.readUInt16LE(34)]).toStrictEqual([
+        1, 1, 16_000, 16
+      ])
+      expect(wav.readUInt32LE(4)).toBe(wav.length - 8)
+      expect(wav.readUInt32LE(40)).toBe(wav.length - 44)
+      expect(new Uint8Array(wav.subarray(44))).toStrictEqual(yield* converted(MP3))
+      sim.child.kill("SIGINT")
+      expect(yield* Effect.promise(() => sim.exit)).toBe(130)
+      expect(sim.output.stdout).toContain(`saved to ${join(saveDir, `${sessionId}.wav`)}`)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("starts the simulator with fault flags, and refuses a flag value that cannot work", () =>
     Effect.gen(function* () {
       const run = start(["simulate", "--instances", "2", "--no-pong", "--drop-after-frames", "5"], envWith())

@@ -28,10 +28,15 @@ export interface Spec {
   readonly flags: ReadonlyArray<Flag>
 }
 
+/**
+ * From what the usage shows after the flag: nothing for a switch, `integer`, `a | b` for a
+ * choice, else the type's name or a pseudo-name (`text`, `DIR`), which take any text. (A
+ * choice of one value would read as a pseudo-name: @effect/cli still judges it.)
+ */
 const takesOf = (accepted: Option.Option<string>): Takes =>
   Option.match(accepted, {
     onNone: () => "nothing",
-    onSome: (values) => (values === "integer" || values === "text" ? values : values.split(" | "))
+    onSome: (values) => (values === "integer" ? values : values.includes(" | ") ? values.split(" | ") : "text")
   })
 
 const flagsOf = (usage: Usage.Usage): Array<Flag> => {

@@ -1,6 +1,7 @@
 /**
  * `akool-avatar simulate`: the simulator standalone until Ctrl-C, every fault switch a flag.
  */
+import { join } from "node:path"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
@@ -34,6 +35,13 @@ const options = {
     "code" as const
   ),
   noRecordAudio: flag("no-record-audio", "Count audio without keeping it (for load tests)."),
+  saveDir: Options.text("save-dir").pipe(
+    Options.withDescription(
+      "Write each session's audio to DIR/<session id>.wav (16 kHz mono 16-bit PCM) as it arrives, its reconnects appended; the file plays while it grows. Works with --no-record-audio."
+    ),
+    Options.withPseudoName("DIR"),
+    Options.optional
+  ),
   discoveryDelay: int("discovery-delay", "Answer every discovery request this many milliseconds late."),
   discoveryStatus: int("discovery-status", "Answer every discovery request with this HTTP status."),
   rejectKey: flag("reject-key", "Accept the upgrade, then close with 4001."),
@@ -223,6 +231,7 @@ const simulate = (o: Parsed) =>
       host: o.host,
       discoveryShape: o.shape,
       recordAudio: !o.noRecordAudio,
+      ...(Option.isSome(o.saveDir) ? { saveDir: o.saveDir.value } : {}),
       ...(Option.isSome(o.apiKey) ? { apiKey: o.apiKey.value } : {}),
       instances: Array.from({ length: count }, () => ({ faults }))
     })
@@ -242,6 +251,9 @@ const simulate = (o: Parsed) =>
     yield* Console.log(
       Option.isNone(o.apiKey) ? "  accepting any non-empty api_key" : "  accepting only the given api_key"
     )
+    if (Option.isSome(o.saveDir)) {
+      yield* Console.log(`  saving each session's audio to ${join(o.saveDir.value, "<session id>.wav")}`)
+    }
     if (Object.keys(faults).length > 0) yield* Console.log(`  faults on every instance: ${JSON.stringify(faults)}`)
     if (Object.keys(discovery).length > 0) yield* Console.log(`  discovery: ${JSON.stringify(discovery)}`)
     yield* Console.log("Ctrl-C to stop.")
@@ -250,6 +262,6 @@ const simulate = (o: Parsed) =>
 
 export const command = Command.make("simulate", options, (o) => report(o.verbose)(simulate(o))).pipe(
   Command.withDescription(
-    "Run the built-in Akool simulator (discovery over HTTP, one WebSocket server per instance) until Ctrl-C, with faults on demand. Point a client at the discovery URL it prints (AKOOL_DISCOVERY_URL). On exit it prints what it received."
+    "Run the built-in Akool simulator (discovery over HTTP, one WebSocket server per instance) until Ctrl-C, with faults on demand. Point a client at the discovery URL it prints (AKOOL_DISCOVERY_URL). With --save-dir it writes what each session sent as a WAV. On exit it prints what it received."
   )
 )
