@@ -279,6 +279,10 @@ describe("akool-avatar usage", () => {
       const root = yield* cli(["--help"])
       expect(root.stdout).not.toContain("\u001b")
       expect(root.stdout).toContain("$ akool-avatar")
+      // the program alone prints the same help
+      const bare = yield* cli([])
+      expect(bare.code).toBe(0)
+      expect(bare.stdout).toBe(root.stdout)
     })
   )
 

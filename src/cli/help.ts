@@ -2,7 +2,6 @@
  * The help text as `akool-avatar` prints it: under the program's own name, with every
  * default, and in colour only on a terminal that has not asked for none.
  */
-import type * as BuiltInOptions from "@effect/cli/BuiltInOptions"
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Span from "@effect/cli/HelpDoc/Span"
@@ -35,6 +34,12 @@ export const line = (doc: HelpDoc.HelpDoc): string =>
 export const defaulted = <A>(option: Options.Options<A>, description: string, value: A): Options.Options<A> =>
   option.pipe(Options.withDescription(`${description} (default: ${String(value)})`), Options.withDefault(value))
 
+/** What `--help` shows: the usage and the help document of a command. */
+export interface Help {
+  readonly usage: Usage.Usage
+  readonly helpDoc: HelpDoc.HelpDoc
+}
+
 const firstName = (usage: Usage.Usage): string | undefined =>
   usage._tag === "Named" ? usage.names[0] : usage._tag === "Concat" ? firstName(usage.left) : undefined
 
@@ -42,7 +47,7 @@ const firstName = (usage: Usage.Usage): string | undefined =>
  * What `--help` prints. @effect/cli's own text shows a subcommand's usage without the
  * program's name (`$ stream ...`) and is always in colour; this one is what a user types.
  */
-export const render = (help: BuiltInOptions.ShowHelp, version: string, inColour: boolean): string => {
+export const render = (help: Help, version: string, inColour: boolean): string => {
   const usage =
     firstName(help.usage) === NAME ? help.usage : Usage.concat(Usage.named([NAME], Option.none()), help.usage)
   const lines = Usage.enumerate(usage, CliConfig.defaultConfig).map((span) =>

@@ -34,16 +34,23 @@ const specs = [
 
 const runParsed = Command.run(command, { name: Help.NAME, version: VERSION })
 
+/** The subcommand the user typed, if any (`Argv.check` has made sure the first word is one). */
+const typedCommand = (args: ReadonlyArray<string>): string | undefined =>
+  args.find((arg) => specs.some((s) => s.name === arg))
+
 /** What @effect/cli found wrong, as a usage error of the command the user typed. */
-const usageError = (error: ValidationError.ValidationError, args: ReadonlyArray<string>): UsageError => {
-  const typed = specs.find((s) => args.includes(s.name))?.name
-  const where = typed === undefined ? Help.NAME : `${Help.NAME} ${typed}`
+const usageError = (error: ValidationError.ValidationError, typed: string | undefined): UsageError => {
   const line = Help.line(error.error)
   return new UsageError({
     message: line === "" ? "the command line is incomplete" : line.charAt(0).toLowerCase() + line.slice(1),
-    hint: `${where} --help lists the ${typed === undefined ? "commands" : "options and arguments"}`
+    hint:
+      typed === undefined
+        ? `${Help.NAME} --help lists the commands`
+        : `${Help.NAME} ${typed} --help lists the options and arguments`
   })
 }
+
+const printHelp = (help: Help.Help) => Console.log(Help.render(help, VERSION, Help.colour(process.stdout, process.env)))
 
 /**
  * Judges the command line: `"run"` when @effect/cli is to run it, `"done"` when the help
@@ -53,21 +60,26 @@ const judge = (args: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const problem = Argv.check(args, specs)
     if (problem !== undefined) return yield* problem
+    const typed = typedCommand(args)
     const directive = yield* CommandDescriptor.parse(
       command.descriptor,
       [Help.NAME, ...args],
       CliConfig.defaultConfig
-    ).pipe(Effect.mapError((error) => usageError(error, args)))
+    ).pipe(Effect.mapError((error) => usageError(error, typed)))
     if (CommandDirective.isBuiltIn(directive) && BuiltInOptions.isShowHelp(directive.option)) {
-      yield* Console.log(Help.render(directive.option, VERSION, Help.colour(process.stdout, process.env)))
+      yield* printHelp(directive.option)
       return "done" as const
     }
     if (CommandDirective.isUserDefined(directive) && directive.leftover.length > 0) {
-      const typed = specs.find((s) => args.includes(s.name))?.name ?? ""
       return yield* new UsageError({
         message: `unexpected argument ${directive.leftover[0]}`,
-        hint: `${Help.NAME} ${typed} --help lists the arguments it takes`.replace("  ", " ")
+        hint: `${typed === undefined ? Help.NAME : `${Help.NAME} ${typed}`} --help lists the arguments it takes`
       })
+    }
+    if (CommandDirective.isUserDefined(directive) && typed === undefined) {
+      // the program alone: @effect/cli would print its own help, in colour
+      yield* printHelp({ usage: Command.getUsage(command), helpDoc: Command.getHelp(command, CliConfig.defaultConfig) })
+      return "done" as const
     }
     return "run" as const
   })
