@@ -253,6 +253,10 @@ describe("akool-avatar usage", () => {
       const extra = yield* cli(["stream", MP3, "other.mp3"])
       expect(extra.code).toBe(2)
       expect(extra.stderr).toContain("error: unexpected argument other.mp3")
+      const late = yield* cli(["stream", "--format", "s16le", "-", "--rate", "16000"])
+      expect(late.code).toBe(2)
+      expect(late.stderr).toContain("error: unexpected argument --rate: options after - are not read")
+      expect(late.stderr).toContain("hint: put the options before the input")
 
       const none = yield* cli(["stream"])
       expect(none.code).toBe(2)

@@ -71,10 +71,17 @@ const judge = (args: ReadonlyArray<string>) =>
       return "done" as const
     }
     if (CommandDirective.isUserDefined(directive) && directive.leftover.length > 0) {
-      return yield* new UsageError({
-        message: `unexpected argument ${directive.leftover[0]}`,
-        hint: `${typed === undefined ? Help.NAME : `${Help.NAME} ${typed}`} --help lists the arguments it takes`
-      })
+      const [first] = directive.leftover
+      // @effect/cli reads no option after the argument `-`
+      return yield* first!.startsWith("-")
+        ? new UsageError({
+            message: `unexpected argument ${first}: options after - are not read`,
+            hint: "put the options before the input, e.g. --format s16le --rate 24000 -"
+          })
+        : new UsageError({
+            message: `unexpected argument ${first}`,
+            hint: `${typed === undefined ? Help.NAME : `${Help.NAME} ${typed}`} --help lists the arguments it takes`
+          })
     }
     if (CommandDirective.isUserDefined(directive) && typed === undefined) {
       // the program alone: @effect/cli would print its own help, in colour
