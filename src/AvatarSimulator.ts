@@ -238,6 +238,17 @@ export interface Options {
    * holds no chat mids, and `audio` returns nothing.
    */
   readonly recordAudio?: boolean
+  /**
+   * A directory (created if missing) where each session's audio is written as it arrives,
+   * as a 16 kHz mono 16-bit PCM WAV: `<saveDir>/<sessionId>.wav`, one file per session id,
+   * its reconnects appended in arrival order. The header is rewritten after every frame, so
+   * the file is a complete WAV at every moment and plays while it grows. A session id with
+   * characters other than letters, digits, `_`, `-` and inner dots is percent-encoded (e.g.
+   * `a/b` is `a%2Fb.wav`). The file is written to disk, not kept: it works with
+   * `recordAudio: false` too. A file that cannot be written stops growing, and the
+   * {@link Service.report} says why.
+   */
+  readonly saveDir?: string
 }
 
 /**
@@ -370,6 +381,13 @@ export interface Service {
   readonly sessions: Effect.Effect<ReadonlyArray<SessionRecord>>
   /** All chat audio received for that session id, across its connections, in arrival order. */
   readonly audio: (sessionId: string) => Effect.Effect<Uint8Array>
+  /**
+   * Writes the audio received so far for that session id (what {@link Service.audio}
+   * returns) to `path` as a complete 16 kHz mono 16-bit PCM WAV, replacing the file. A
+   * session that sent nothing gives a WAV without samples. It fails with a
+   * {@link SimulatorError} (reason `"save"`) when the file cannot be written.
+   */
+  readonly saveWav: (sessionId: string, path: string) => Effect.Effect<void, SimulatorError>
   readonly openConnections: Effect.Effect<number>
   readonly discoveryRequests: Effect.Effect<ReadonlyArray<DiscoveryRequest>>
   /**
@@ -388,7 +406,10 @@ export interface Service {
    * is not closing, even while it is stalled. Returns how many connections got them.
    */
   readonly sendMalformed: (index: number, count: number, kinds?: ReadonlyArray<MalformedKind>) => Effect.Effect<number>
-  /** Per session id: seconds of audio (bytes / 32,000), frames, commands, pings. */
+  /**
+   * Per session id: seconds of audio (bytes / 32,000), frames, commands, pings, and with
+   * `saveDir` the file its audio went to.
+   */
   readonly report: Effect.Effect<string>
 }
 
@@ -402,7 +423,9 @@ export class AvatarSimulator extends Context.Tag("akool-streaming-avatar/AvatarS
 >() {}
 
 /**
- * A server of the simulator could not listen (the port is in use, the host does not exist).
+ * The simulator could not do its work: `"listen"`, a server could not listen (the port is
+ * in use, the host does not exist); `"save"`, a WAV file or the `saveDir` could not be
+ * written.
  *
  * @since 0.1.0
  * @category errors
@@ -410,21 +433,21 @@ export class AvatarSimulator extends Context.Tag("akool-streaming-avatar/AvatarS
 export class SimulatorError extends Schema.TaggedError<SimulatorError>("akool-streaming-avatar/SimulatorError")(
   "SimulatorError",
   {
-    reason: Schema.Literal("listen"),
+    reason: Schema.Literal("listen", "save"),
     message: Schema.String
   }
 ) {}
 
 /**
- * Starts the discovery server and the instances. Closing the scope closes every socket
- * with 1001 (going away), waiting at most about a second for the clients' answers, then
- * every server.
+ * Starts the discovery server and the instances (and creates the `saveDir`). Closing the
+ * scope closes every socket with 1001 (going away), waiting at most about a second for the
+ * clients' answers, then every server.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: (options?: Options) => Effect.Effect<Service, SimulatorError, Scope.Scope> = (options) =>
-  internal.make(options ?? {}, (message) => new SimulatorError({ reason: "listen", message }))
+  internal.make(options ?? {}, (reason, message) => new SimulatorError({ reason, message }))
 
 /**
  * The simulator as a layer. It dies when a server cannot listen: with the default
@@ -450,6 +473,8 @@ export interface Running {
   readonly service: Service
   /** All chat audio received for that session id, across its connections, in arrival order. */
   readonly audio: (sessionId: string) => Promise<Uint8Array>
+  /** As {@link Service.saveWav}; rejects with a {@link SimulatorError}. */
+  readonly saveWav: (sessionId: string, path: string) => Promise<void>
   /** A snapshot of every connection, in connection order. */
   readonly sessions: () => Promise<ReadonlyArray<SessionRecord>>
   /** Per session id: seconds of audio, frames, commands, pings. */
@@ -485,6 +510,10 @@ export const start = async (options?: Options): Promise<Running> => {
     instances: service.instances,
     service,
     audio: (sessionId) => Effect.runPromise(service.audio(sessionId)),
+    saveWav: (sessionId, path) =>
+      Effect.runPromiseExit(service.saveWav(sessionId, path)).then((saved) => {
+        if (Exit.isFailure(saved)) throw Cause.squash(saved.cause)
+      }),
     sessions: () => Effect.runPromise(service.sessions),
     report: () => Effect.runPromise(service.report),
     close,

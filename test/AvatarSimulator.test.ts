@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
@@ -969,6 +972,128 @@ describe("AvatarSimulator", () => {
         expect(JSON.stringify(late).length - JSON.stringify(early).length).toBeLessThan(20)
         // the mids of the other messages are still kept: they are not per frame
         expect(late.mids).toEqual(["p1", "p2"])
+      })
+    )
+  })
+
+  describe("saving audio as WAV", () => {
+    /** A fresh directory, removed with the scope. */
+    const tempDir = Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "akool-sim-wav-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+
+    /** Reads a file as a 16 kHz mono 16-bit PCM WAV: fails the test unless every header field says so. */
+    const readWav = (path: string): Uint8Array => {
+      const file = readFileSync(path)
+      expect(file.toString("ascii", 0, 4)).toBe("RIFF")
+      expect(file.toString("ascii", 8, 12)).toBe("WAVE")
+      expect(file.toString("ascii", 12, 16)).toBe("fmt ")
+      expect(file.readUInt32LE(16)).toBe(16)
+      expect({
+        format: file.readUInt16LE(20),
+        channels: file.readUInt16LE(22),
+        sampleRate: file.readUInt32LE(24),
+        byteRate: file.readUInt32LE(28),
+        blockAlign: file.readUInt16LE(32),
+        bitsPerSample: file.readUInt16LE(34)
+      }).toStrictEqual({
+        format: 1,
+        channels: 1,
+        sampleRate: 16_000,
+        byteRate: 32_000,
+        blockAlign: 2,
+        bitsPerSample: 16
+      })
+      expect(file.toString("ascii", 36, 40)).toBe("data")
+      const dataSize = file.readUInt32LE(40)
+      // the sizes match the file: RIFF counts everything after its own 8 bytes, the pad byte of an odd chunk too
+      expect(file.readUInt32LE(4)).toBe(file.length - 8)
+      expect(file.length).toBe(44 + dataSize + (dataSize % 2))
+      return new Uint8Array(file.subarray(44, 44 + dataSize))
+    }
+
+    const pcmOf = (bytes: number, seed: number) => new Uint8Array(bytes).map((_, i) => (i * 7919 + seed) % 256)
+
+    it.scopedLive(
+      "saveDir writes each session's audio as it arrives, a valid WAV at every moment, across reconnects",
+      () =>
+        Effect.gen(function* () {
+          const dir = yield* tempDir
+          const sim = yield* AvatarSimulator.make({ saveDir: join(dir, "made") })
+          const first = yield* ready(sim.instances[0]!, "session-a")
+          yield* first.send(chat("a1", pcmOf(1_280, 1)))
+          yield* first.send(chat("a2", pcmOf(641, 2)))
+          const path = join(dir, "made", "session-a.wav")
+          // while the session is still open, what arrived so far is already a complete WAV
+          yield* eventually(
+            Effect.sync(() => existsSync(path) && readFileSync(path).length >= 44 + 1_921),
+            (written) => written
+          )
+          expect(readWav(path)).toStrictEqual(yield* sim.audio("session-a"))
+          yield* first.close(1000)
+          yield* eventually(sim.openConnections, (open) => open === 0)
+
+          // the same session again, after another's: appended to its own file, in arrival order
+          const other = yield* ready(sim.instances[0]!, "session-b")
+          yield* other.send(chat("b1", pcmOf(320, 3)))
+          yield* other.close(1000)
+          yield* eventually(sim.openConnections, (open) => open === 0)
+          const again = yield* ready(sim.instances[0]!, "session-a")
+          yield* again.send(chat("a3", pcmOf(999, 4)))
+          yield* again.send(chat("a4", pcmOf(1_280, 5)))
+          yield* eventually(sim.sessions, (s) => s[2]?.frameCount === 2)
+          const audio = yield* sim.audio("session-a")
+          expect(audio.byteLength).toBe(1_280 + 641 + 999 + 1_280)
+          expect(readWav(path)).toStrictEqual(audio)
+          expect(readWav(join(dir, "made", "session-b.wav"))).toStrictEqual(pcmOf(320, 3))
+          expect(yield* sim.report).toContain(`saved to ${path}`)
+        })
+    )
+
+    it.scopedLive("saveDir writes the audio also when recordAudio is off, and names unsafe session ids safely", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const sim = yield* AvatarSimulator.make({ saveDir: dir, recordAudio: false })
+        const client = yield* ready(sim.instances[0]!, "../up/é")
+        yield* client.send(chat("c1", pcmOf(640, 6)))
+        yield* eventually(sim.sessions, (s) => s[0]?.frameCount === 1)
+        // the id is percent-encoded: no file outside the directory, none hidden
+        expect(readdirSync(dir)).toStrictEqual(["%2E.%2Fup%2F%C3%A9.wav"])
+        expect(readWav(join(dir, "%2E.%2Fup%2F%C3%A9.wav"))).toStrictEqual(pcmOf(640, 6))
+        expect(yield* sim.audio("../up/é")).toStrictEqual(new Uint8Array(0))
+      })
+    )
+
+    it.scopedLive("saveWav writes what was received so far as a complete WAV", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* ready(sim.instances[0]!, "s-save")
+        yield* client.send(chat("c1", pcmOf(1_280, 7)))
+        yield* client.send(chat("c2", pcmOf(333, 8)))
+        yield* eventually(sim.sessions, (s) => s[0]?.frameCount === 2)
+        yield* sim.saveWav("s-save", join(dir, "out.wav"))
+        const saved = readWav(join(dir, "out.wav"))
+        expect(saved).toStrictEqual(yield* sim.audio("s-save"))
+        expect(saved.byteLength).toBe(1_613)
+        // a session that sent nothing: a valid WAV with no samples
+        yield* sim.saveWav("nobody", join(dir, "empty.wav"))
+        expect(readWav(join(dir, "empty.wav"))).toStrictEqual(new Uint8Array(0))
+        // a path that cannot be written fails with the reason and the path
+        const error = yield* Effect.flip(sim.saveWav("s-save", join(dir, "missing", "out.wav")))
+        expect(error).toMatchObject({ _tag: "SimulatorError", reason: "save" })
+        expect(error.message).toContain(join(dir, "missing", "out.wav"))
+      })
+    )
+
+    it.scopedLive("a saveDir that cannot be created is a SimulatorError of make", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        writeFileSync(join(dir, "file"), "not a directory")
+        const error = yield* Effect.flip(AvatarSimulator.make({ saveDir: join(dir, "file", "wav") }))
+        expect(error).toMatchObject({ _tag: "SimulatorError", reason: "save" })
+        expect(error.message).toContain(join(dir, "file", "wav"))
       })
     )
   })

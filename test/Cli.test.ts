@@ -12,7 +12,10 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Help from "../src/cli/help.js"
+import * as StreamCommand from "../src/cli/stream.js"
 import { Audio, AvatarSimulator } from "../src/index.js"
 import { concat, eventually } from "./support.js"
 
@@ -82,7 +85,8 @@ describe("akool-avatar stream", () => {
       Effect.gen(function* () {
         const run = yield* cli(["stream", MP3, "--pacing", "none"])
         expect(run.code).toBe(0)
-        expect(run.stdout).toContain("AKOOL_API_KEY is not set: streaming to the built-in simulator")
+        // the first line says where the audio goes
+        expect(run.stdout.split("\n")[0]).toMatch(/^streaming to the built-in simulator .*AKOOL_API_KEY is not set/)
         expect(run.stdout).toContain("MPEG-1 Layer III, 64 kbps, 44100 Hz, 2 channels, 0.60 s")
         // 0.6 s at 16 kHz mono 16-bit
         expect(run.stdout).toContain("OK: the simulator received all 19200 bytes (0.60 s)")
@@ -99,7 +103,8 @@ describe("akool-avatar stream", () => {
           envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: sim.discoveryUrl, ...agoraEnv })
         )
         expect(run.code).toBe(0)
-        expect(run.stdout).toContain("AKOOL_API_KEY is set: streaming to the Akool service.")
+        // the first line names the host discovery asks, and where that came from
+        expect(run.stdout.split("\n")[0]).toBe(`streaming to ${new URL(sim.discoveryUrl).host} (AKOOL_DISCOVERY_URL)`)
         // the key is never printed
         expect(run.stdout + run.stderr).not.toContain(KEY)
         const sessionId = /session ([0-9a-f-]{36})/.exec(run.stdout)?.[1]
@@ -130,6 +135,13 @@ describe("akool-avatar stream", () => {
       expect(code).toBe(130)
       expect(run.output.stderr).toContain("Interrupted: stopping the avatar and leaving the channel")
       expect(run.output.stderr).toContain("Left the channel.")
+      // what was sent, as at the end of a normal run
+      const summary = /sent (\d+\.\d\d) s of audio \((\d+) frames, 0 reconnects\) in \d+\.\d\d s/.exec(
+        run.output.stdout
+      )
+      expect(summary).not.toBeNull()
+      expect(Number(summary![2])).toBeGreaterThan(10)
+      expect(Number(summary![1])).toBeCloseTo(Number(summary![2]) * 0.04, 1)
       const [record] = yield* eventually(sim.sessions, (s) => s.length === 1 && !s[0]!.open)
       const commands = record!.commands.map((c) => c.cmd)
       expect(commands).toContain("interrupt")
@@ -195,6 +207,109 @@ describe("akool-avatar stream", () => {
   )
 })
 
+describe("akool-avatar usage", () => {
+  it.live("an unknown flag is named, with the close match as a hint (exit 2)", () =>
+    Effect.gen(function* () {
+      const run = yield* cli(["stream", "--pacng", "none", MP3])
+      expect(run.code).toBe(2)
+      expect(run.stderr.trim().split("\n")).toStrictEqual([
+        "error: unknown option --pacng",
+        "hint: did you mean --pacing? (akool-avatar stream --help lists the options)"
+      ])
+      expect(run.stdout).toBe("")
+
+      // after the file too, and an option of the other command says whose it is
+      const other = yield* cli(["stream", MP3, "--port", "8080"])
+      expect(other.code).toBe(2)
+      expect(other.stderr).toContain("error: unknown option --port")
+      expect(other.stderr).toContain("hint: --port is an option of akool-avatar simulate")
+
+      const command = yield* cli(["strem", MP3])
+      expect(command.code).toBe(2)
+      expect(command.stderr).toContain("error: unknown command strem")
+      expect(command.stderr).toContain("hint: did you mean stream?")
+    })
+  )
+
+  it.live("a wrong or missing flag value names the flag and what it takes (exit 2)", () =>
+    Effect.gen(function* () {
+      const choice = yield* cli(["stream", MP3, "--pacing", "fast"])
+      expect(choice.code).toBe(2)
+      expect(choice.stderr).toMatch(/^error: --pacing takes realtime or none \(got "fast"\)\n/)
+      expect(choice.stderr).toContain("hint: ")
+
+      const integer = yield* cli(["stream", "--format", "s16le", "--rate", "24k", "-"])
+      expect(integer.code).toBe(2)
+      expect(integer.stderr).toMatch(/^error: --rate takes a whole number \(got "24k"\)/)
+
+      const missing = yield* cli(["simulate", "--port"])
+      expect(missing.code).toBe(2)
+      expect(missing.stderr).toMatch(/^error: --port needs a value: a whole number/)
+
+      const frame = yield* cli(["stream", MP3, "--frame-ms", "5"])
+      expect(frame.code).toBe(2)
+      expect(frame.stderr).toMatch(/^error: --frame-ms /)
+
+      const extra = yield* cli(["stream", MP3, "other.mp3"])
+      expect(extra.code).toBe(2)
+      expect(extra.stderr).toContain("error: unexpected argument other.mp3")
+      const late = yield* cli(["stream", "--format", "s16le", "-", "--rate", "16000"])
+      expect(late.code).toBe(2)
+      expect(late.stderr).toContain("error: unexpected argument --rate: options after - are not read")
+      expect(late.stderr).toContain("hint: put the options before the input")
+
+      const none = yield* cli(["stream"])
+      expect(none.code).toBe(2)
+      expect(none.stderr).toMatch(/^error: .*<file \| ->/)
+      expect(none.stderr).toContain("hint: ")
+    })
+  )
+
+  it.live("--help into a pipe: no colour codes, the program name, every default", () =>
+    Effect.gen(function* () {
+      const run = yield* cli(["stream", "--help"])
+      expect(run.code).toBe(0)
+      expect(run.stdout).not.toContain("\u001b")
+      expect(run.stdout).toContain("$ akool-avatar stream [")
+      expect(run.stdout).toMatch(/--pacing realtime \| none[\s\S]*\(default: realtime\)/)
+      expect(run.stdout).toMatch(/--frame-ms integer[\s\S]*\(default: 40\)/)
+      expect(run.stdout).toMatch(/--language text[\s\S]*\(default: en\)/)
+
+      const simulate = yield* cli(["simulate", "--help"])
+      expect(simulate.stdout).not.toContain("\u001b")
+      expect(simulate.stdout).toContain("$ akool-avatar simulate [")
+      expect(simulate.stdout).toMatch(/--host text[\s\S]*\(default: 127\.0\.0\.1\)/)
+
+      const root = yield* cli(["--help"])
+      expect(root.stdout).not.toContain("\u001b")
+      expect(root.stdout).toContain("$ akool-avatar")
+      // the program alone prints the same help
+      const bare = yield* cli([])
+      expect(bare.code).toBe(0)
+      expect(bare.stdout).toBe(root.stdout)
+    })
+  )
+
+  it("the first line names the discovery host and the setting it came from", () => {
+    expect(StreamCommand.whereTo(Option.none(), Option.none())).toBe("the Akool service at sa-websocekt.akool.io:8051")
+    expect(StreamCommand.whereTo(Option.none(), Option.some("http://127.0.0.1:4000/x"))).toBe(
+      "127.0.0.1:4000 (AKOOL_DISCOVERY_URL)"
+    )
+    expect(StreamCommand.whereTo(Option.some("https://example.test/x"), Option.some("http://127.0.0.1:4000/x"))).toBe(
+      "example.test (--discovery-url)"
+    )
+  })
+
+  it("colour only on a terminal, and never with NO_COLOR set", () => {
+    expect(Help.colour({ isTTY: true }, {})).toBe(true)
+    expect(Help.colour({ isTTY: false }, {})).toBe(false)
+    expect(Help.colour({}, {})).toBe(false)
+    expect(Help.colour({ isTTY: true }, { NO_COLOR: "1" })).toBe(false)
+    // no-color.org: an empty NO_COLOR does not count
+    expect(Help.colour({ isTTY: true }, { NO_COLOR: "" })).toBe(true)
+  })
+})
+
 describe("akool-avatar as installed", () => {
   it.live("package.json's bin is the built CLI and runs with plain node (npm ci builds it through prepare)", () =>
     Effect.gen(function* () {
@@ -212,6 +327,40 @@ describe("akool-avatar as installed", () => {
 })
 
 describe("akool-avatar simulate", () => {
+  it.live("--save-dir writes what each session sent as a WAV, one file per session", () =>
+    Effect.gen(function* () {
+      const saveDir = join(dir, "saved")
+      const sim = start(["simulate", "--save-dir", saveDir], envWith())
+      // should an expectation fail first, the simulator does not outlive the test
+      yield* Effect.addFinalizer(() => Effect.sync(() => sim.child.exitCode === null && sim.child.kill("SIGKILL")))
+      const started = yield* eventually(
+        Effect.sync(() => sim.output.stdout),
+        (out) => out.includes("Ctrl-C to stop."),
+        15_000
+      )
+      expect(started).toContain(`saving each session's audio to ${saveDir}/<session id>.wav`)
+      const discoveryUrl = /discovery: (http:\S+)/.exec(started)![1]!
+      const run = yield* cli(
+        ["stream", MP3, "--pacing", "none"],
+        envWith({ AKOOL_API_KEY: KEY, AKOOL_DISCOVERY_URL: discoveryUrl, ...agoraEnv })
+      )
+      expect(run.code).toBe(0)
+      const sessionId = /session ([0-9a-f-]{36})/.exec(run.stdout)![1]!
+      const wav = readFileSync(join(saveDir, `${sessionId}.wav`))
+      // 16 kHz mono 16-bit PCM, its sizes those of the file
+      expect(wav.toString("ascii", 0, 4) + wav.toString("ascii", 8, 16)).toBe("RIFFWAVEfmt ")
+      expect([wav.readUInt16LE(20), wav.readUInt16LE(22), wav.readUInt32LE(24), wav.readUInt16LE(34)]).toStrictEqual([
+        1, 1, 16_000, 16
+      ])
+      expect(wav.readUInt32LE(4)).toBe(wav.length - 8)
+      expect(wav.readUInt32LE(40)).toBe(wav.length - 44)
+      expect(new Uint8Array(wav.subarray(44))).toStrictEqual(yield* converted(MP3))
+      sim.child.kill("SIGINT")
+      expect(yield* Effect.promise(() => sim.exit)).toBe(130)
+      expect(sim.output.stdout).toContain(`saved to ${join(saveDir, `${sessionId}.wav`)}`)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("starts the simulator with fault flags, and refuses a flag value that cannot work", () =>
     Effect.gen(function* () {
       const run = start(["simulate", "--instances", "2", "--no-pong", "--drop-after-frames", "5"], envWith())

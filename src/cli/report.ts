@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as Help from "./help.js"
 
 /** A command line that cannot work: a bad flag value, a missing setting. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string; readonly hint?: string }> {}
@@ -35,6 +36,7 @@ const DECODE_HINTS: Record<string, string> = {
 }
 
 const hintFor = (error: unknown): string => {
+  if (ValidationError.isValidationError(error)) return `${Help.NAME} --help lists the commands and their options`
   const tag = field(error, "_tag")
   const reason = field(error, "reason")
   switch (tag) {
@@ -86,7 +88,9 @@ const lineFor = (cause: Cause.Cause<unknown>): { readonly line: string; readonly
       error,
       line: ConfigError.isConfigError(error)
         ? String(error)
-        : (field(error, "message") ?? field(error, "description") ?? String(error))
+        : ValidationError.isValidationError(error)
+          ? Help.line(error.error)
+          : (field(error, "message") ?? field(error, "description") ?? String(error))
     }),
     onNone: () => {
       const defect = Option.getOrUndefined(Cause.dieOption(cause))
@@ -104,7 +108,7 @@ export const report =
     Effect.catchAllCause(self, (cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
       const { line, error } = lineFor(cause)
-      const usage = Predicate.isTagged(error, "UsageError")
+      const usage = Predicate.isTagged(error, "UsageError") || ValidationError.isValidationError(error)
       return Console.error(`error: ${line}`).pipe(
         Effect.zipRight(Console.error(`hint: ${hintFor(error)}`)),
         Effect.zipRight(verbose ? Console.error(`\n${Cause.pretty(cause)}`) : Effect.void),

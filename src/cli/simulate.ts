@@ -1,6 +1,7 @@
 /**
  * `akool-avatar simulate`: the simulator standalone until Ctrl-C, every fault switch a flag.
  */
+import { join } from "node:path"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
@@ -8,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as AvatarSimulator from "../AvatarSimulator.js"
 import * as Faults from "../internal/simulator/faults.js"
+import * as Help from "./help.js"
 import { report, UsageError } from "./report.js"
 
 const int = (name: string, description: string) =>
@@ -16,23 +18,30 @@ const int = (name: string, description: string) =>
 const flag = (name: string, description: string) => Options.boolean(name).pipe(Options.withDescription(description))
 
 const options = {
-  port: Options.integer("port").pipe(
-    Options.withDescription("Discovery port; 0 takes any free port. Instances always take free ports."),
-    Options.withDefault(0)
+  port: Help.defaulted(
+    Options.integer("port"),
+    "Discovery port; 0 takes any free port. Instances always take free ports.",
+    0
   ),
-  host: Options.text("host").pipe(Options.withDescription("Address to listen on."), Options.withDefault("127.0.0.1")),
-  instances: Options.integer("instances").pipe(Options.withDescription("Number of instances."), Options.withDefault(1)),
+  host: Help.defaulted(Options.text("host"), "Address to listen on.", "127.0.0.1"),
+  instances: Help.defaulted(Options.integer("instances"), "Number of instances.", 1),
   apiKey: Options.text("api-key").pipe(
     Options.withDescription("The only key to accept (default: any non-empty key)."),
     Options.optional
   ),
-  shape: Options.choice("shape", ["code", "readme"]).pipe(
-    Options.withDescription(
-      "Which documented discovery body to send: the shape the reference SDK's code parses, or the one its README shows."
-    ),
-    Options.withDefault("code" as const)
+  shape: Help.defaulted(
+    Options.choice("shape", ["code", "readme"]),
+    "Which documented discovery body to send: the shape the reference SDK's code parses, or the one its README shows.",
+    "code" as const
   ),
   noRecordAudio: flag("no-record-audio", "Count audio without keeping it (for load tests)."),
+  saveDir: Options.text("save-dir").pipe(
+    Options.withDescription(
+      "Write each session's audio to DIR/<session id>.wav (16 kHz mono 16-bit PCM) as it arrives, its reconnects appended; the file plays while it grows. Works with --no-record-audio."
+    ),
+    Options.withPseudoName("DIR"),
+    Options.optional
+  ),
   discoveryDelay: int("discovery-delay", "Answer every discovery request this many milliseconds late."),
   discoveryStatus: int("discovery-status", "Answer every discovery request with this HTTP status."),
   rejectKey: flag("reject-key", "Accept the upgrade, then close with 4001."),
@@ -64,9 +73,9 @@ const options = {
     Options.optional
   ),
   errorAfterFrames: int("error-after-frames", "After N chat frames on a connection, send one error message."),
-  errorCode: int("error-code", "With --error-after-frames: its error_code (default 5000)."),
+  errorCode: int("error-code", "With --error-after-frames: its error_code (default: 5000)."),
   errorMessage: Options.text("error-message").pipe(
-    Options.withDescription('With --error-after-frames: its error_message (default "simulated stream error").'),
+    Options.withDescription('With --error-after-frames: its error_message (default: "simulated stream error").'),
     Options.optional
   ),
   dropAfterFrames: int(
@@ -75,19 +84,19 @@ const options = {
   ),
   dropMode: Options.choice("drop-mode", ["close", "terminate"]).pipe(
     Options.withDescription(
-      "With --drop-after-frames: close sends a close frame with --drop-code; terminate destroys the socket (1006)."
+      "With --drop-after-frames: close sends a close frame with --drop-code; terminate destroys the socket (1006) (default: close)."
     ),
     Options.optional
   ),
-  dropCode: int("drop-code", "With --drop-after-frames: the close code (default 1011)."),
+  dropCode: int("drop-code", "With --drop-after-frames: the close code (default: 1011)."),
   malformedAfterFrames: int("malformed-after-frames", "After N chat frames on a connection, send hostile messages."),
   malformedCount: int(
     "malformed-count",
-    `With --malformed-after-frames: how many (default ${AvatarSimulator.MALFORMED_KINDS.length}, one of each kind).`
+    `With --malformed-after-frames: how many (default: ${AvatarSimulator.MALFORMED_KINDS.length}, one of each kind).`
   ),
   malformedKinds: Options.text("malformed-kinds").pipe(
     Options.withDescription(
-      `With --malformed-after-frames: which kinds, in turn, comma-separated (default all: ${AvatarSimulator.MALFORMED_KINDS.join(",")}).`
+      `With --malformed-after-frames: which kinds, in turn, comma-separated (default: all, ${AvatarSimulator.MALFORMED_KINDS.join(",")}).`
     ),
     Options.optional
   ),
@@ -222,6 +231,7 @@ const simulate = (o: Parsed) =>
       host: o.host,
       discoveryShape: o.shape,
       recordAudio: !o.noRecordAudio,
+      ...(Option.isSome(o.saveDir) ? { saveDir: o.saveDir.value } : {}),
       ...(Option.isSome(o.apiKey) ? { apiKey: o.apiKey.value } : {}),
       instances: Array.from({ length: count }, () => ({ faults }))
     })
@@ -241,6 +251,9 @@ const simulate = (o: Parsed) =>
     yield* Console.log(
       Option.isNone(o.apiKey) ? "  accepting any non-empty api_key" : "  accepting only the given api_key"
     )
+    if (Option.isSome(o.saveDir)) {
+      yield* Console.log(`  saving each session's audio to ${join(o.saveDir.value, "<session id>.wav")}`)
+    }
     if (Object.keys(faults).length > 0) yield* Console.log(`  faults on every instance: ${JSON.stringify(faults)}`)
     if (Object.keys(discovery).length > 0) yield* Console.log(`  discovery: ${JSON.stringify(discovery)}`)
     yield* Console.log("Ctrl-C to stop.")
@@ -249,6 +262,6 @@ const simulate = (o: Parsed) =>
 
 export const command = Command.make("simulate", options, (o) => report(o.verbose)(simulate(o))).pipe(
   Command.withDescription(
-    "Run the built-in Akool simulator (discovery over HTTP, one WebSocket server per instance) until Ctrl-C, with faults on demand. Point a client at the discovery URL it prints (AKOOL_DISCOVERY_URL). On exit it prints what it received."
+    "Run the built-in Akool simulator (discovery over HTTP, one WebSocket server per instance) until Ctrl-C, with faults on demand. Point a client at the discovery URL it prints (AKOOL_DISCOVERY_URL). With --save-dir it writes what each session sent as a WAV. On exit it prints what it received."
   )
 )

@@ -25,11 +25,13 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Audio from "../Audio.js"
 import * as AvatarClient from "../AvatarClient.js"
+import * as AvatarConfig from "../AvatarConfig.js"
 import type * as AvatarSession from "../AvatarSession.js"
 import * as AvatarSimulator from "../AvatarSimulator.js"
 import { bytesPerSample, type Encoding } from "../internal/audio/pcm.js"
 import * as Constants from "../internal/constants.js"
 import type * as Protocol from "../Protocol.js"
+import * as Help from "./help.js"
 import { CheckFailed, report, UsageError } from "./report.js"
 
 const FORMATS = ["auto", "wav", "mp3", ...Audio.ENCODINGS] as const
@@ -44,7 +46,7 @@ const options = {
   ),
   avatarId: text("avatar-id", `The avatar to drive (default: $AKOOL_AVATAR_ID, else ${Constants.DEFAULT_AVATAR_ID}).`),
   voice: text("voice", "Voice id for the avatar (set-params vid)."),
-  language: Options.text("language").pipe(Options.withDescription("Language code."), Options.withDefault("en")),
+  language: Help.defaulted(Options.text("language"), "Language code.", "en"),
   background: text("background", "Background image URL."),
   agoraAppId: text("agora-app-id", "Agora app id (default: $AKOOL_AGORA_APP_ID). Needed with AKOOL_API_KEY."),
   agoraChannel: text("agora-channel", "Agora channel (default: $AKOOL_AGORA_CHANNEL). Needed with AKOOL_API_KEY."),
@@ -63,26 +65,31 @@ const options = {
     "discovery-url",
     "Discovery endpoint (default: $AKOOL_DISCOVERY_URL, else the reference SDK's). Only its scheme and host are used."
   ),
-  pacing: Options.choice("pacing", ["realtime", "none"]).pipe(
-    Options.withDescription(
-      "realtime: send at playback speed (at most 1 s ahead); none: as fast as the socket takes it."
-    ),
-    Options.withDefault("realtime" as const)
+  pacing: Help.defaulted(
+    Options.choice("pacing", ["realtime", "none"]),
+    "realtime: send at playback speed (at most 1 s ahead); none: as fast as the socket takes it.",
+    "realtime" as const
   ),
-  format: Options.choice("format", FORMATS).pipe(
-    Options.withDescription(
-      "What the input is: auto (WAV or MP3, told by its header), wav, mp3, or raw PCM samples: u8, s8, s16le, s24le, s32le, f32le, f64le (raw needs --rate)."
-    ),
-    Options.withDefault("auto" as Format)
+  frameMs: Help.defaulted(
+    Options.integer("frame-ms"),
+    "Milliseconds of audio per chat message, from 10 to 1000.",
+    Audio.DEFAULT_FRAME_MS
+  ),
+  format: Help.defaulted(
+    Options.choice("format", FORMATS),
+    "What the input is: auto (WAV or MP3, told by its header), wav, mp3, or raw PCM samples: u8, s8, s16le, s24le, s32le, f32le, f64le (raw needs --rate).",
+    "auto" as Format
   ),
   rate: Options.integer("rate").pipe(Options.withDescription("Sample rate of raw PCM input, in Hz."), Options.optional),
-  channels: Options.integer("channels").pipe(
-    Options.withDescription("Interleaved channels of raw PCM input (mixed down to mono)."),
-    Options.withDefault(1)
+  channels: Help.defaulted(
+    Options.integer("channels"),
+    "Interleaved channels of raw PCM input (mixed down to mono).",
+    1
   ),
-  quality: Options.choice("quality", ["best", "medium", "fastest"]).pipe(
-    Options.withDescription("Resampler quality (libsamplerate sinc)."),
-    Options.withDefault("medium" as const)
+  quality: Help.defaulted(
+    Options.choice("quality", ["best", "medium", "fastest"]),
+    "Resampler quality (libsamplerate sinc).",
+    "medium" as const
   ),
   noProgress: Options.boolean("no-progress").pipe(Options.withDescription("Do not draw the progress bar.")),
   verbose: Options.boolean("verbose").pipe(Options.withDescription("On an error, print its full cause too."))
@@ -167,6 +174,19 @@ const progressBar = (totalSeconds: Option.Option<number>, enabled: boolean) =>
 
 const secondsOf = (bytes: number) => bytes / Audio.BYTES_PER_SECOND
 
+const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`
+
+/** The line a run ends with, also when Ctrl-C ends it: what was sent, and how fast. */
+const summaryOf = (session: AvatarSession.AvatarSession, started: number) =>
+  Effect.gen(function* () {
+    const info = yield* session.info
+    const now = yield* Clock.currentTimeMillis
+    const seconds = secondsOf(info.audio.bytesWritten)
+    const elapsed = (now - started) / 1000
+    const rtf = elapsed > 0 ? seconds / elapsed : 0
+    return `sent ${seconds.toFixed(2)} s of audio (${counted(info.audio.framesWritten, "frame")}, ${counted(info.reconnects, "reconnect")}) in ${elapsed.toFixed(2)} s (real-time factor ${rtf.toFixed(2)})`
+  })
+
 const streamTo = (
   session: AvatarSession.AvatarSession,
   source: Source,
@@ -205,29 +225,53 @@ const streamTo = (
           bar?.stop()
           yield* Console.error("\nInterrupted: stopping the avatar and leaving the channel...")
           yield* session.interrupt.pipe(Effect.timeout("5 seconds"), Effect.ignore)
+          // what the avatar got before Ctrl-C, as a run that ends on its own says
+          yield* Console.log(yield* summaryOf(session, started))
         })
       )
     )
     yield* Fiber.interrupt(progress)
     const seconds = yield* sent
-    const now = yield* Clock.currentTimeMillis
     if (bar !== undefined) {
       bar.update(Option.isSome(source.totalSeconds) ? source.totalSeconds.value : 0, {
         sent: seconds.toFixed(2),
-        rtf: rtf(seconds, now).toFixed(2)
+        rtf: rtf(seconds, yield* Clock.currentTimeMillis).toFixed(2)
       })
       bar.stop()
     }
-    yield* Console.log(
-      `sent ${seconds.toFixed(2)} s of audio in ${((now - started) / 1000).toFixed(2)} s (real-time factor ${rtf(seconds, now).toFixed(2)})`
-    )
+    yield* Console.log(yield* summaryOf(session, started))
     return { bytes, digest: hash.digest("hex") }
   })
 
-const run = (o: Parsed) =>
+/** Where the audio goes, and what the session needs to get there. */
+interface Target {
+  readonly client: Layer.Layer<AvatarClient.AvatarClient, unknown>
+  readonly agora: Protocol.AvatarParams["agora"]
+  /** The built-in simulator, when there is no key: it then confirms what it received. */
+  readonly simulator: AvatarSimulator.Service | undefined
+}
+
+const AGORA_SETTINGS = [
+  ["appId", "--agora-app-id", "AKOOL_AGORA_APP_ID"],
+  ["channel", "--agora-channel", "AKOOL_AGORA_CHANNEL"],
+  ["token", "--agora-token", "AKOOL_AGORA_TOKEN"],
+  ["uid", "--agora-uid", "AKOOL_AGORA_UID"]
+] as const
+
+/** The discovery host, and the setting it came from: what the first line names. */
+export const whereTo = (flag: Option.Option<string>, variable: Option.Option<string>): string => {
+  const [url, from] = Option.isSome(flag)
+    ? [flag.value, "--discovery-url"]
+    : Option.isSome(variable)
+      ? [variable.value, "AKOOL_DISCOVERY_URL"]
+      : [AvatarConfig.DEFAULT_DISCOVERY_URL, undefined]
+  const host = URL.canParse(url) ? new URL(url).host : url
+  return from === undefined ? `the Akool service at ${host}` : `${host} (${from})`
+}
+
+/** The built-in simulator, or the service the key and the discovery settings name. Prints the first line. */
+const targetOf = (o: Parsed, avatarId: string): Effect.Effect<Target, unknown, Scope.Scope> =>
   Effect.gen(function* () {
-    const source = yield* sourceOf(o)
-    const avatarId = Option.getOrElse(yield* setting(o.avatarId, "AKOOL_AVATAR_ID"), () => Constants.DEFAULT_AVATAR_ID)
     const apiKey = Option.filter(
       yield* Config.option(Config.redacted("AKOOL_API_KEY")),
       (key) => Redacted.value(key).trim() !== ""
@@ -238,73 +282,108 @@ const run = (o: Parsed) =>
       token: yield* setting(o.agoraToken, "AKOOL_AGORA_TOKEN"),
       uid: yield* setting(o.agoraUid, "AKOOL_AGORA_UID")
     }
-
-    let simulator: AvatarSimulator.Service | undefined
-    let client: Layer.Layer<AvatarClient.AvatarClient, unknown>
-    let agora: Protocol.AvatarParams["agora"]
     if (Option.isNone(apiKey)) {
       yield* Console.log(
-        "AKOOL_API_KEY is not set: streaming to the built-in simulator in this process (nothing reaches Akool)."
+        "streaming to the built-in simulator in this process (AKOOL_API_KEY is not set, so nothing reaches Akool)"
       )
-      simulator = yield* AvatarSimulator.make({ apiKey: "simulator-key" })
-      client = AvatarClient.layerNode({
-        apiKey: Redacted.make("simulator-key"),
-        discoveryUrl: simulator.discoveryUrl,
-        env: "test"
+      const simulator = yield* AvatarSimulator.make({ apiKey: "simulator-key" })
+      return {
+        simulator,
+        client: AvatarClient.layerNode({
+          apiKey: Redacted.make("simulator-key"),
+          discoveryUrl: simulator.discoveryUrl,
+          env: "test"
+        }),
+        agora: {
+          appId: Option.getOrElse(agoraFlags.appId, () => "simulator-app"),
+          channel: Option.getOrElse(agoraFlags.channel, () => "simulator-channel"),
+          token: Option.getOrElse(agoraFlags.token, () => "simulator-token"),
+          uid: Option.getOrElse(agoraFlags.uid, () => "1")
+        }
+      }
+    }
+    const missing = AGORA_SETTINGS.filter(([key]) => Option.isNone(agoraFlags[key]))
+    if (missing.length > 0) {
+      return yield* new UsageError({
+        message: `AKOOL_API_KEY is set, so the avatar joins a real Agora channel, but ${missing.map(([, flag, variable]) => `${flag} (or ${variable})`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set`,
+        hint: "give every Agora setting, or unset AKOOL_API_KEY to stream to the built-in simulator"
       })
-      agora = {
-        appId: Option.getOrElse(agoraFlags.appId, () => "simulator-app"),
-        channel: Option.getOrElse(agoraFlags.channel, () => "simulator-channel"),
-        token: Option.getOrElse(agoraFlags.token, () => "simulator-token"),
-        uid: Option.getOrElse(agoraFlags.uid, () => "1")
-      }
-    } else {
-      const missing = (
-        [
-          ["appId", "--agora-app-id", "AKOOL_AGORA_APP_ID"],
-          ["channel", "--agora-channel", "AKOOL_AGORA_CHANNEL"],
-          ["token", "--agora-token", "AKOOL_AGORA_TOKEN"],
-          ["uid", "--agora-uid", "AKOOL_AGORA_UID"]
-        ] as const
-      ).filter(([key]) => Option.isNone(agoraFlags[key]))
-      if (missing.length > 0) {
-        return yield* new UsageError({
-          message: `AKOOL_API_KEY is set, so the avatar joins a real Agora channel, but ${missing.map(([, flag, variable]) => `${flag} (or ${variable})`).join(", ")} ${missing.length === 1 ? "is" : "are"} not set`,
-          hint: "give every Agora setting, or unset AKOOL_API_KEY to stream to the built-in simulator"
-        })
-      }
-      agora = {
+    }
+    const env = Option.isSome(o.env) ? o.env : yield* Config.option(Config.string("AKOOL_ENV"))
+    const discoveryVariable = yield* Config.option(Config.string("AKOOL_DISCOVERY_URL"))
+    const discoveryUrl = Option.orElse(o.discoveryUrl, () => discoveryVariable)
+    yield* Console.log(`streaming to ${whereTo(o.discoveryUrl, discoveryVariable)}`)
+    return {
+      simulator: undefined,
+      client: AvatarClient.layerNode({
+        apiKey: apiKey.value,
+        avatarId,
+        ...(Option.isSome(env) ? { env: env.value as "test" | "prod" } : {}),
+        ...(Option.isSome(discoveryUrl) ? { discoveryUrl: discoveryUrl.value } : {})
+      }),
+      agora: {
         appId: Option.getOrThrow(agoraFlags.appId),
         channel: Option.getOrThrow(agoraFlags.channel),
         token: Option.getOrThrow(agoraFlags.token),
         uid: Option.getOrThrow(agoraFlags.uid)
       }
-      const env = Option.isSome(o.env) ? o.env : yield* Config.option(Config.string("AKOOL_ENV"))
-      const discoveryUrl = yield* setting(o.discoveryUrl, "AKOOL_DISCOVERY_URL")
-      yield* Console.log("AKOOL_API_KEY is set: streaming to the Akool service.")
-      client = AvatarClient.layerNode({
-        apiKey: apiKey.value,
-        avatarId,
-        ...(Option.isSome(env) ? { env: env.value as "test" | "prod" } : {}),
-        ...(Option.isSome(discoveryUrl) ? { discoveryUrl: discoveryUrl.value } : {})
+    }
+  })
+
+/** The built-in simulator must have received every byte sent, in order. */
+const confirm = (
+  sim: AvatarSimulator.Service,
+  sessionId: string,
+  sent: { readonly bytes: number; readonly digest: string },
+  verbose: boolean
+) =>
+  Effect.gen(function* () {
+    // the simulator records the close once it has seen it
+    yield* sim.openConnections.pipe(
+      Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (open) => open === 0 }),
+      Effect.timeout("2 seconds"),
+      Effect.ignore
+    )
+    if (verbose) yield* Console.log(yield* sim.report)
+    const received = yield* sim.audio(sessionId)
+    const digest = createHash("sha256").update(received).digest("hex")
+    if (received.byteLength !== sent.bytes || digest !== sent.digest) {
+      return yield* new CheckFailed({
+        message: `the simulator received ${received.byteLength} bytes of audio that differ from the ${sent.bytes} sent`,
+        hint: "this is a bug: run with --verbose and report the output"
       })
     }
+    yield* Console.log(
+      `OK: the simulator received all ${sent.bytes} bytes (${secondsOf(sent.bytes).toFixed(2)} s) of 16 kHz mono PCM, byte for byte, in order.`
+    )
+  })
 
+const run = (o: Parsed) =>
+  Effect.gen(function* () {
+    if (o.frameMs < 10 || o.frameMs > 1000) {
+      return yield* new UsageError({
+        message: `--frame-ms takes 10 to 1000 milliseconds (got ${o.frameMs})`,
+        hint: `20 or 40 are usual; the default is ${Audio.DEFAULT_FRAME_MS}`
+      })
+    }
+    const source = yield* sourceOf(o)
+    const avatarId = Option.getOrElse(yield* setting(o.avatarId, "AKOOL_AVATAR_ID"), () => Constants.DEFAULT_AVATAR_ID)
+    const target = yield* targetOf(o, avatarId)
     yield* Console.log(`input ${source.label} -> 16 kHz mono PCM`)
     const { sessionId, sent } = yield* Effect.scoped(
       Effect.gen(function* () {
-        const avatar = Context.get(yield* Layer.build(client), AvatarClient.AvatarClient)
+        const avatar = Context.get(yield* Layer.build(target.client), AvatarClient.AvatarClient)
         // added before the session, so it runs after the session has closed
         yield* Effect.addFinalizer((exit) =>
           Exit.isInterrupted(exit) ? Console.error("Left the channel.") : Effect.void
         )
-        const session = yield* avatar.session({ avatarId, pacing: o.pacing })
+        const session = yield* avatar.session({ avatarId, pacing: o.pacing, frameMs: o.frameMs })
         const info = yield* session.info
         yield* Console.log(
           `session ${session.sessionId}, avatar ${session.avatarId}${info.currentService === null ? "" : `, instance ${info.currentService.ip}:${info.currentService.port}`}`
         )
         yield* session.setParams({
-          agora,
+          agora: target.agora,
           language: o.language,
           ...(Option.isSome(o.voice) ? { voiceId: o.voice.value } : {}),
           ...(Option.isSome(o.background) ? { backgroundUrl: o.background.value } : {})
@@ -314,32 +393,11 @@ const run = (o: Parsed) =>
         // closing the scope flushes what is queued, sends leave_channel and closes the socket
       })
     )
-
-    if (simulator !== undefined) {
-      const sim = simulator
-      // the simulator records the close once it has seen it
-      yield* sim.openConnections.pipe(
-        Effect.repeat({ schedule: Schedule.spaced("10 millis"), until: (open) => open === 0 }),
-        Effect.timeout("2 seconds"),
-        Effect.ignore
-      )
-      if (o.verbose) yield* Console.log(yield* sim.report)
-      const received = yield* sim.audio(sessionId)
-      const digest = createHash("sha256").update(received).digest("hex")
-      if (received.byteLength !== sent.bytes || digest !== sent.digest) {
-        return yield* new CheckFailed({
-          message: `the simulator received ${received.byteLength} bytes of audio that differ from the ${sent.bytes} sent`,
-          hint: "this is a bug: run with --verbose and report the output"
-        })
-      }
-      yield* Console.log(
-        `OK: the simulator received all ${sent.bytes} bytes (${secondsOf(sent.bytes).toFixed(2)} s) of 16 kHz mono PCM, byte for byte, in order.`
-      )
-    }
+    if (target.simulator !== undefined) yield* confirm(target.simulator, sessionId, sent, o.verbose)
   }).pipe(Effect.scoped)
 
 export const command = Command.make("stream", options, (o) => report(o.verbose)(run(o))).pipe(
   Command.withDescription(
-    "Stream a WAV or MP3 file, or standard input, to an avatar in real time. Any rate, channel count and sample format is converted to 16 kHz mono. Reads AKOOL_API_KEY, AKOOL_DISCOVERY_URL, AKOOL_ENV, AKOOL_AVATAR_ID and AKOOL_AGORA_APP_ID, _CHANNEL, _TOKEN, _UID; without AKOOL_API_KEY it streams to the built-in simulator and checks what arrived. Ctrl-C stops the avatar, leaves the channel and exits with 130."
+    "Stream a WAV or MP3 file, or standard input, to an avatar in real time. Any rate, channel count and sample format is converted to 16 kHz mono. Reads AKOOL_API_KEY, AKOOL_DISCOVERY_URL, AKOOL_ENV, AKOOL_AVATAR_ID and AKOOL_AGORA_APP_ID, _CHANNEL, _TOKEN, _UID; without AKOOL_API_KEY it streams to the built-in simulator and checks what arrived. The first line says where the audio goes, the last what was sent. Ctrl-C stops the avatar, leaves the channel, prints what was sent and exits with 130."
   )
 )

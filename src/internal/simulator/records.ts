@@ -1,5 +1,7 @@
+import * as Path from "node:path"
 import type * as Clock from "effect/Clock"
 import type * as AvatarSimulator from "../../AvatarSimulator.js"
+import * as Wav from "./wav.js"
 
 /**
  * What one connection received. The per-frame path is a few property writes: no fiber, no
@@ -26,7 +28,9 @@ export class ConnectionRecord {
     readonly avatarId: string,
     readonly refusedWith: number | undefined,
     /** The audio of the session, shared by its connections; absent when audio is not recorded. */
-    private readonly audio: Array<Uint8Array> | undefined
+    private readonly audio: Array<Uint8Array> | undefined,
+    /** The session's WAV file, shared by its connections; absent without `saveDir`. */
+    private readonly wav: Wav.GrowingWav | undefined
   ) {}
 
   get frameCount(): number {
@@ -39,13 +43,16 @@ export class ConnectionRecord {
 
   unsafeChat(mid: string, base64: string, clock: Clock.Clock): void {
     this.chatFrames++
-    if (this.audio === undefined) {
+    if (this.audio === undefined && this.wav === undefined) {
       // A load test sends frames for hours: nothing kept here may grow with them.
       this.audioBytes += Buffer.byteLength(base64, "base64")
       return
     }
     const bytes = Buffer.from(base64, "base64")
     this.audioBytes += bytes.byteLength
+    this.wav?.unsafeAppend(bytes)
+    // the file grows on disk, not here: a load test may save its audio
+    if (this.audio === undefined) return
     this.mids.push(mid)
     this.frames.push({ mid, bytes, at: clock.unsafeCurrentTimeMillis() })
     this.audio.push(bytes)
@@ -79,6 +86,8 @@ export class ConnectionRecord {
   unsafeClosed(code: number): void {
     this.open = false
     this.closeCode = code
+    // a reconnect opens it again: a long run does not keep a descriptor per session
+    this.wav?.unsafeClose()
   }
 
   hasMid(mid: string): boolean {
@@ -117,8 +126,13 @@ export class Records {
   private readonly connections: Array<ConnectionRecord> = []
   private readonly audio = new Map<string, Array<Uint8Array>>()
   private readonly discovery: Array<AvatarSimulator.DiscoveryRequest> = []
+  private readonly wavs = new Map<string, Wav.GrowingWav>()
 
-  constructor(private readonly recordAudio: boolean) {}
+  constructor(
+    private readonly recordAudio: boolean,
+    /** Where each session's audio is written as a WAV as it arrives, if anywhere. */
+    private readonly saveDir: string | undefined
+  ) {}
 
   unsafeConnection(
     instance: number,
@@ -132,7 +146,8 @@ export class Records {
       sessionId,
       avatarId,
       refusedWith,
-      this.recordAudio ? this.chunksOf(sessionId) : undefined
+      this.recordAudio ? this.chunksOf(sessionId) : undefined,
+      this.saveDir === undefined ? undefined : this.wavOf(this.saveDir, sessionId)
     )
     this.connections.push(record)
     return record
@@ -157,6 +172,27 @@ export class Records {
 
   discoveryRequests(): Array<AvatarSimulator.DiscoveryRequest> {
     return this.discovery.slice()
+  }
+
+  /** Per session id with a file: its path, and why it stopped growing if it did. */
+  savedFiles(): ReadonlyMap<string, { readonly path: string; readonly problem: string | undefined }> {
+    return new Map(
+      Array.from(this.wavs)
+        .filter(([, wav]) => wav.exists)
+        .map(([sessionId, wav]) => [sessionId, { path: wav.path, problem: wav.problem }])
+    )
+  }
+
+  unsafeCloseFiles(): void {
+    for (const wav of this.wavs.values()) wav.unsafeClose()
+  }
+
+  private wavOf(saveDir: string, sessionId: string): Wav.GrowingWav {
+    const known = this.wavs.get(sessionId)
+    if (known !== undefined) return known
+    const created = new Wav.GrowingWav(Path.join(saveDir, Wav.fileName(sessionId)))
+    this.wavs.set(sessionId, created)
+    return created
   }
 
   private chunksOf(sessionId: string): Array<Uint8Array> {

@@ -1,3 +1,6 @@
+import type * as PlatformError from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -13,6 +16,10 @@ import * as Records from "./records.js"
 import * as Report from "./report.js"
 import * as Server from "./server.js"
 import * as Upgrade from "./upgrade.js"
+import * as Wav from "./wav.js"
+
+/** @internal How the simulator's errors are made: `AvatarSimulator.SimulatorError`, by its reason. */
+export type MakeError = (reason: "listen" | "save", message: string) => AvatarSimulator.SimulatorError
 
 const isUnspecified = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
 
@@ -66,7 +73,20 @@ interface Parts {
   readonly records: Records.Records
   readonly discovery: Discovery.Discovery
   readonly hostile: Hostile.Hostile
+  readonly error: MakeError
 }
+
+/** What the simulator reads and writes besides its sockets, on the platform's file system. */
+const withFiles = <A>(
+  effect: Effect.Effect<A, PlatformError.PlatformError, FileSystem.FileSystem>,
+  error: MakeError,
+  what: string
+): Effect.Effect<A, AvatarSimulator.SimulatorError> =>
+  effect.pipe(
+    Effect.provide(NodeFileSystem.layer),
+    // the system's own words (ENOENT: no such file or directory, open '...'), not the platform's wrapping
+    Effect.mapError((cause) => error("save", `${what}: ${cause.description ?? cause.message}`))
+  )
 
 /** The service over the running parts. */
 const service = (parts: Parts): AvatarSimulator.Service => {
@@ -97,6 +117,15 @@ const service = (parts: Parts): AvatarSimulator.Service => {
     setDiscovery: (behaviour) => Effect.sync(() => parts.discovery.unsafeSetBehaviour(behaviour)),
     sessions: Effect.sync(() => records.sessions()),
     audio: (sessionId) => Effect.sync(() => records.audioOf(sessionId)),
+    saveWav: (sessionId, path) =>
+      withFiles(
+        Effect.flatMap(FileSystem.FileSystem, (fs) =>
+          // what arrived by the time it runs, not by the time it was made
+          Effect.suspend(() => fs.writeFile(path, Wav.file(records.audioOf(sessionId))))
+        ),
+        parts.error,
+        `cannot write ${path}`
+      ),
     openConnections: Effect.sync(() => records.openConnections()),
     discoveryRequests: Effect.sync(() => records.discoveryRequests()),
     dropAll: (options) => Effect.flatMap(dropRequest("dropAll", options), (request) => end(everyConnection, request)),
@@ -118,7 +147,9 @@ const service = (parts: Parts): AvatarSimulator.Service => {
           )
         })
       }),
-    report: Effect.sync(() => Report.render(records.sessions(), records.discoveryRequests().length))
+    report: Effect.sync(() =>
+      Report.render(records.sessions(), records.discoveryRequests().length, records.savedFiles())
+    )
   }
 }
 
@@ -130,7 +161,7 @@ const service = (parts: Parts): AvatarSimulator.Service => {
  */
 export const make = (
   options: AvatarSimulator.Options,
-  listenError: (message: string) => AvatarSimulator.SimulatorError
+  error: MakeError
 ): Effect.Effect<AvatarSimulator.Service, AvatarSimulator.SimulatorError, Scope.Scope> =>
   Effect.gen(function* () {
     const host = options.host ?? "127.0.0.1"
@@ -141,7 +172,17 @@ export const make = (
       if (problem !== undefined) return yield* dieWith(`make: instance ${index}`, problem)
     }
     const instances = list.map((o, index) => new Instance.Instance(index, o))
-    const records = new Records.Records(options.recordAudio ?? true)
+    const saveDir = options.saveDir
+    if (saveDir !== undefined) {
+      yield* withFiles(
+        Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeDirectory(saveDir, { recursive: true })),
+        error,
+        `cannot create the saveDir ${saveDir}`
+      )
+    }
+    const records = new Records.Records(options.recordAudio ?? true, saveDir)
+    // after the goodbye below, which closes the connections and with them their files
+    yield* Effect.addFinalizer(() => Effect.sync(() => records.unsafeCloseFiles()))
     const messages = new Messages.ServerMessages()
     const hostile = new Hostile.Hostile(messages)
     const keyAccepted = keyCheck(options.apiKey)
@@ -152,6 +193,7 @@ export const make = (
       records,
       keyAccepted
     })
+    const listenError = (message: string) => error("listen", message)
     const discoveryPort = yield* Server.listen(host, options.port ?? 0, discovery.app, listenError)
     const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile }
     for (const instance of instances) {
@@ -173,6 +215,7 @@ export const make = (
       instances,
       records,
       discovery,
-      hostile
+      hostile,
+      error
     })
   })
