@@ -9,6 +9,7 @@ import * as Faults from "./faults.js"
 import * as Hostile from "./hostile.js"
 import * as Instance from "./instance.js"
 import * as Messages from "./messages.js"
+import * as Player from "./player.js"
 import * as Records from "./records.js"
 import * as Report from "./report.js"
 import * as Server from "./server.js"
@@ -66,6 +67,7 @@ interface Parts {
   readonly records: Records.Records
   readonly discovery: Discovery.Discovery
   readonly hostile: Hostile.Hostile
+  readonly players: Player.Players
 }
 
 /** The service over the running parts. */
@@ -97,6 +99,7 @@ const service = (parts: Parts): AvatarSimulator.Service => {
     setDiscovery: (behaviour) => Effect.sync(() => parts.discovery.unsafeSetBehaviour(behaviour)),
     sessions: Effect.sync(() => records.sessions()),
     audio: (sessionId) => Effect.sync(() => records.audioOf(sessionId)),
+    playback: (sessionId) => Effect.sync(() => parts.players.playback(sessionId)),
     openConnections: Effect.sync(() => records.openConnections()),
     discoveryRequests: Effect.sync(() => records.discoveryRequests()),
     dropAll: (options) => Effect.flatMap(dropRequest("dropAll", options), (request) => end(everyConnection, request)),
@@ -144,6 +147,7 @@ export const make = (
     const records = new Records.Records(options.recordAudio ?? true)
     const messages = new Messages.ServerMessages()
     const hostile = new Hostile.Hostile(messages)
+    const players = yield* Player.make(options.playoutDelay, messages, (problem) => dieWith("make", problem))
     const keyAccepted = keyCheck(options.apiKey)
     const discovery = new Discovery.Discovery({
       shape: options.discoveryShape ?? "code",
@@ -153,7 +157,7 @@ export const make = (
       keyAccepted
     })
     const discoveryPort = yield* Server.listen(host, options.port ?? 0, discovery.app, listenError)
-    const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile }
+    const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile, players }
     for (const instance of instances) {
       instance.unsafeListening(yield* Server.listen(host, 0, Upgrade.app(context, instance), listenError))
     }
@@ -173,6 +177,7 @@ export const make = (
       instances,
       records,
       discovery,
-      hostile
+      hostile,
+      players
     })
   })
