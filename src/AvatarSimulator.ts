@@ -17,8 +17,12 @@
  * }).pipe(Effect.provide(AvatarSimulator.layer({ apiKey: "test-key" })))
  * ```
  *
- * Its timers (the delay faults and the discovery `delay`) and the arrival times it records
- * run on the `Clock` of the fiber that built it: under `TestClock` they follow test time.
+ * Its timers (the delay faults, the discovery `delay` and the players) and the arrival times
+ * it records run on the `Clock` of the fiber that built it: under `TestClock` they follow
+ * test time.
+ *
+ * It also plays what it receives, as the avatar would: see {@link Service.playback} for the
+ * player of each session, its `audio_start` / `audio_end` events, and what it records.
  *
  * @since 0.1.0
  */
@@ -200,6 +204,22 @@ export interface Faults {
     readonly count: number
     readonly kinds?: ReadonlyArray<MalformedKind>
   }
+  /**
+   * Play and record as usual, but send no `audio_start` nor `audio_end` (the Python SDK does
+   * not know them: the real service may not send them). Read when each event falls due, from
+   * the instance of the session's current connection.
+   *
+   * @since 0.2.0
+   */
+  readonly noAudioEvents?: boolean
+  /**
+   * Send each `audio_start` and `audio_end` this much later than the moment it describes
+   * (the records keep the true moments). Events still leave in order. Read when each event
+   * falls due, from the instance of the session's current connection.
+   *
+   * @since 0.2.0
+   */
+  readonly audioEventDelay?: Duration.DurationInput
 }
 
 /**
@@ -235,7 +255,8 @@ export interface Options {
    * Keep every chat frame: its bytes, its arrival time and its mid (default `true`). Turn it
    * off for load tests with many sessions: frames and bytes are still counted, but nothing is
    * kept per frame, so a record does not grow with the audio: `frames` stays empty, `mids`
-   * holds no chat mids, and `audio` returns nothing.
+   * holds no chat mids, and `audio` returns nothing. The players (see {@link Service.playback})
+   * do not depend on it: they play and record segments either way.
    */
   readonly recordAudio?: boolean
   /**
@@ -249,6 +270,14 @@ export interface Options {
    * {@link Service.report} says why.
    */
   readonly saveDir?: string
+  /**
+   * The jitter buffer of every session's player: a frame read at time `a` plays no earlier
+   * than `a + playoutDelay` (see {@link Service.playback}). Default 100 ms; a negative delay
+   * is a defect of `make`.
+   *
+   * @since 0.2.0
+   */
+  readonly playoutDelay?: Duration.DurationInput
 }
 
 /**
@@ -323,6 +352,40 @@ export interface SessionRecord {
 }
 
 /**
+ * One speaking segment of a session's player (see {@link Service.playback}): audio played
+ * back to back, from the start of a frame that followed silence to the end of the last
+ * frame before a gap, or to an interrupt. Times are milliseconds on the simulator's clock
+ * (`Clock.currentTimeMillis`), and may hold fractions: a frame of `n` bytes lasts `n / 32` ms.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PlayedSegment {
+  /** When its first frame started to play. */
+  readonly startedAt: number
+  /**
+   * When it stopped: the end of its last frame, or the moment of the interrupt that cut it.
+   * While it plays, the time it will end as things stand: a frame that arrives in time to
+   * follow on moves it later, and an interrupt earlier.
+   */
+  readonly endedAt: number
+  /**
+   * Audio actually played, in milliseconds: `endedAt - startedAt` once it has ended, and
+   * what has played so far while it plays.
+   */
+  readonly playedMs: number
+  /** An `interrupt` cut it. */
+  readonly interrupted: boolean
+  /**
+   * Its frames: every frame played, in whole or in part. While it plays this counts the
+   * frames waiting in the jitter buffer too; an interrupt takes away those it discards.
+   */
+  readonly frames: number
+  /** It is still playing: `endedAt` is in the future. */
+  readonly playing: boolean
+}
+
+/**
  * One request the discovery server received. The key itself is never recorded.
  *
  * @since 0.1.0
@@ -388,6 +451,40 @@ export interface Service {
    * {@link SimulatorError} (reason `"save"`) when the file cannot be written.
    */
   readonly saveWav: (sessionId: string, path: string) => Effect.Effect<void, SimulatorError>
+  /**
+   * What the player of that session has played, segment by segment, in order: the truth to
+   * compare a client's estimate of the avatar's speech with. Segments that have not started
+   * yet (frames still in the jitter buffer) are not listed; one that is playing is, marked
+   * `playing`. Empty for a session id the simulator has not seen.
+   *
+   * Every session id has one player, which outlives the session's connections (the avatar is
+   * one per session, whatever the reconnects):
+   *
+   * - A chat frame of `d` ms (its bytes / 32) read at `a` (the simulator's clock) plays from
+   *   `start = max(end of the previous frame, a + playoutDelay)` to `start + d`
+   *   ({@link Options.playoutDelay}, default 100 ms). Frames play in order, at real time.
+   * - The player is speaking from the start of a frame that follows silence to the end of the
+   *   last frame, when no further frame has started by then: back-to-back frames form one
+   *   segment, and any gap, however small, ends it. (A frame that arrives after its
+   *   predecessor's end was announced, which only a `playoutDelay` of 0 allows, starts a new
+   *   segment.)
+   * - At a segment's start the simulator sends `{ "v": 2, "type": "event", "mid": M, "pld": {
+   *   "event": "audio_start" } }` on the session's current open connection, and at its end
+   *   `audio_end`, unless {@link Faults.noAudioEvents}; {@link Faults.audioEventDelay} sends
+   *   them later. An event that falls due while the session has no open connection (between a
+   *   drop and the reconnect) is lost; a stalled instance holds it back like any message.
+   * - `interrupt` cuts playback the moment the simulator reads it: the frame playing is cut
+   *   where it stands, the frames in the jitter buffer are discarded unplayed, and a segment
+   *   that was speaking ends there, `interrupted`, with an `audio_end`. Frames that arrive
+   *   afterwards play normally, in a new segment. An `interrupt` answered with an error
+   *   ({@link Faults.commandError}) cuts nothing; one whose ack is held back
+   *   ({@link Faults.ackDelay}, `noAck`) cuts at once all the same.
+   *
+   * Nothing is kept per frame beyond the start of each frame still in the jitter buffer.
+   *
+   * @since 0.2.0
+   */
+  readonly playback: (sessionId: string) => Effect.Effect<ReadonlyArray<PlayedSegment>>
   readonly openConnections: Effect.Effect<number>
   readonly discoveryRequests: Effect.Effect<ReadonlyArray<DiscoveryRequest>>
   /**
@@ -477,6 +574,12 @@ export interface Running {
   readonly saveWav: (sessionId: string, path: string) => Promise<void>
   /** A snapshot of every connection, in connection order. */
   readonly sessions: () => Promise<ReadonlyArray<SessionRecord>>
+  /**
+   * What the player of that session has played: {@link Service.playback}.
+   *
+   * @since 0.2.0
+   */
+  readonly playback: (sessionId: string) => Promise<ReadonlyArray<PlayedSegment>>
   /** Per session id: seconds of audio, frames, commands, pings. */
   readonly report: () => Promise<string>
   /** Closes every socket and server (what `await using` calls). */
@@ -515,6 +618,7 @@ export const start = async (options?: Options): Promise<Running> => {
         if (Exit.isFailure(saved)) throw Cause.squash(saved.cause)
       }),
     sessions: () => Effect.runPromise(service.sessions),
+    playback: (sessionId) => Effect.runPromise(service.playback(sessionId)),
     report: () => Effect.runPromise(service.report),
     close,
     [Symbol.asyncDispose]: close

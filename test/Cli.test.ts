@@ -384,4 +384,29 @@ describe("akool-avatar simulate", () => {
       expect(kind.stderr).toContain('error: --malformed-kinds: "nope" is not a malformed kind; the kinds are not-json,')
     })
   )
+
+  it.live("takes the player's switches: --playout-delay, --no-audio-events, --audio-event-delay", () =>
+    Effect.gen(function* () {
+      const run = start(
+        ["simulate", "--playout-delay", "50", "--no-audio-events", "--audio-event-delay", "200"],
+        envWith()
+      )
+      const started = yield* eventually(
+        Effect.sync(() => run.output.stdout),
+        (out) => out.includes("Ctrl-C to stop."),
+        15_000
+      )
+      expect(started).toContain("playout delay: 50 ms")
+      expect(started).toContain('faults on every instance: {"noAudioEvents":true,"audioEventDelay":200}')
+      run.child.kill("SIGINT")
+      expect(yield* Effect.promise(() => run.exit)).toBe(130)
+
+      const delay = yield* cli(["simulate", "--audio-event-delay", "-5"])
+      expect(delay.code).toBe(2)
+      expect(delay.stderr).toContain("error: --audio-event-delay: -5 is not a duration")
+      const playout = yield* cli(["simulate", "--playout-delay", "-1"])
+      expect(playout.code).toBe(2)
+      expect(playout.stderr).toContain("error: --playout-delay: -1 is not a whole number >= 0")
+    })
+  )
 })

@@ -42,6 +42,12 @@ const options = {
     Options.withPseudoName("DIR"),
     Options.optional
   ),
+  playoutDelay: int(
+    "playout-delay",
+    "Play each chat frame no earlier than this many milliseconds after it arrives (default 100)."
+  ),
+  noAudioEvents: flag("no-audio-events", "Play and record, but send no audio_start nor audio_end."),
+  audioEventDelay: int("audio-event-delay", "Send audio_start and audio_end this many milliseconds late."),
   discoveryDelay: int("discovery-delay", "Answer every discovery request this many milliseconds late."),
   discoveryStatus: int("discovery-status", "Answer every discovery request with this HTTP status."),
   rejectKey: flag("reject-key", "Accept the upgrade, then close with 4001."),
@@ -127,6 +133,7 @@ const FLAGS: Record<string, string> = {
   websocketConnectedDelay: "ws-connected-delay",
   agoraConnectedDelay: "agora-connected-delay",
   ackDelay: "ack-delay",
+  audioEventDelay: "audio-event-delay",
   "commandError.code": "command-error CODE",
   "commandError.message": "command-error MESSAGE",
   "errorAfterFrames.frames": "error-after-frames",
@@ -162,6 +169,8 @@ const faultsOf = (o: Parsed) =>
     if (o.noPong) faults.noPong = true
     if (o.noAck) faults.noAck = true
     if (o.noAgoraConnected) faults.noAgoraConnected = true
+    if (o.noAudioEvents) faults.noAudioEvents = true
+    if (Option.isSome(o.audioEventDelay)) faults.audioEventDelay = o.audioEventDelay.value
     if (Option.isSome(o.tooSoon)) faults.tooSoon = o.tooSoon.value
     if (Option.isSome(o.refuseUpgrade)) faults.refuseUpgrade = o.refuseUpgrade.value
     if (Option.isSome(o.wsConnectedDelay)) faults.websocketConnectedDelay = o.wsConnectedDelay.value
@@ -226,12 +235,14 @@ const simulate = (o: Parsed) =>
     const faults = yield* faultsOf(o)
     const discoveryDelay = yield* optionalWhole("discovery-delay", o.discoveryDelay, 0)
     const discoveryStatus = yield* optionalWhole("discovery-status", o.discoveryStatus, 100, 599)
+    const playoutDelay = yield* optionalWhole("playout-delay", o.playoutDelay, 0)
     const simulator = yield* AvatarSimulator.make({
       port: o.port,
       host: o.host,
       discoveryShape: o.shape,
       recordAudio: !o.noRecordAudio,
       ...(Option.isSome(o.saveDir) ? { saveDir: o.saveDir.value } : {}),
+      ...(playoutDelay === undefined ? {} : { playoutDelay }),
       ...(Option.isSome(o.apiKey) ? { apiKey: o.apiKey.value } : {}),
       instances: Array.from({ length: count }, () => ({ faults }))
     })
@@ -254,6 +265,7 @@ const simulate = (o: Parsed) =>
     if (Option.isSome(o.saveDir)) {
       yield* Console.log(`  saving each session's audio to ${join(o.saveDir.value, "<session id>.wav")}`)
     }
+    if (playoutDelay !== undefined) yield* Console.log(`  playout delay: ${playoutDelay} ms`)
     if (Object.keys(faults).length > 0) yield* Console.log(`  faults on every instance: ${JSON.stringify(faults)}`)
     if (Object.keys(discovery).length > 0) yield* Console.log(`  discovery: ${JSON.stringify(discovery)}`)
     yield* Console.log("Ctrl-C to stop.")

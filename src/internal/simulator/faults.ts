@@ -76,8 +76,13 @@ const flagProblem = (path: string, value: unknown): Problem | undefined =>
 const textProblem = (path: string, value: unknown): Problem | undefined =>
   typeof value === "string" ? undefined : problem(path, `${show(value)} is not a string`)
 
-// A negative number of milliseconds would silently mean zero: it is a mistake, not a delay.
-const durationProblem = (path: string, value: unknown): Problem | undefined =>
+/**
+ * A delay a server can wait for, for the faults and `playoutDelay`. A negative number of
+ * milliseconds would silently mean zero: it is a mistake, not a delay.
+ *
+ * @internal
+ */
+export const durationProblem = (path: string, value: unknown): Problem | undefined =>
   (typeof value === "number" ? value >= 0 : Option.isSome(Duration.decodeUnknown(value)))
     ? undefined
     : problem(path, `${show(value)} is not a duration (milliseconds >= 0, or a Duration)`)
@@ -151,7 +156,9 @@ const rules: Rules = {
         kindsProblem(`${path}.kinds`, malformed.kinds)
       ),
     afterFrames: true
-  }
+  },
+  noAudioEvents: flag,
+  audioEventDelay: duration
 }
 
 const keys = Object.keys(rules) as ReadonlyArray<keyof AvatarSimulator.Faults>

@@ -7,11 +7,13 @@ import * as Protocol from "../../Protocol.js"
 import type * as Connection from "./connection.js"
 import type * as Hostile from "./hostile.js"
 import type * as Messages from "./messages.js"
+import type * as Player from "./player.js"
 
 /** @internal What the per-connection protocol needs from the simulator. */
 export interface HandlerContext {
   readonly messages: Messages.ServerMessages
   readonly hostile: Hostile.Hostile
+  readonly players: Player.Players
 }
 
 /** What one client frame asks the simulator to do: nothing, most of the time. */
@@ -127,6 +129,7 @@ const onChat = (
     return undefined
   }
   connection.record.unsafeChat(json.mid as string, audio, clock)
+  context.players.unsafeFrame(connection, audio, clock.unsafeCurrentTimeMillis())
   return connection.instance.actsAfterFrames ? afterFrame(context, connection, send) : undefined
 }
 
@@ -171,7 +174,12 @@ const onMessage = (
         return connection.instance.faults.noPong === true ? undefined : send(context.messages.encode("pong", {}))
       }
       case "command": {
-        record.unsafeCommand({ cmd: msg.pld.cmd, mid: msg.mid, at: clock.unsafeCurrentTimeMillis(), pld })
+        const at = clock.unsafeCurrentTimeMillis()
+        record.unsafeCommand({ cmd: msg.pld.cmd, mid: msg.mid, at, pld })
+        // A command answered with an error was not carried out.
+        if (msg.pld.cmd === "interrupt" && connection.instance.faults.commandError === undefined) {
+          context.players.unsafeInterrupt(connection, at)
+        }
         const channel = msg.pld.cmd === "set-params" ? msg.pld.metadata.agora_data.channel_id : undefined
         return answer(context, connection, send, msg.pld.cmd, msg.mid, channel)
       }
@@ -209,6 +217,8 @@ export const make = (
       }
     })
   )
+  // The avatar is the session's: its events go to the session's newest accepted connection.
+  if (connection.record.refusedWith === undefined) context.players.unsafeAttach(connection, send)
   const handle = onMessage(context, connection, clock, send)
   let watching = false
   return (data) => {

@@ -12,6 +12,7 @@ import * as Faults from "./faults.js"
 import * as Hostile from "./hostile.js"
 import * as Instance from "./instance.js"
 import * as Messages from "./messages.js"
+import * as Player from "./player.js"
 import * as Records from "./records.js"
 import * as Report from "./report.js"
 import * as Server from "./server.js"
@@ -74,6 +75,7 @@ interface Parts {
   readonly discovery: Discovery.Discovery
   readonly hostile: Hostile.Hostile
   readonly error: MakeError
+  readonly players: Player.Players
 }
 
 /** What the simulator reads and writes besides its sockets, on the platform's file system. */
@@ -126,6 +128,7 @@ const service = (parts: Parts): AvatarSimulator.Service => {
         parts.error,
         `cannot write ${path}`
       ),
+    playback: (sessionId) => Effect.sync(() => parts.players.playback(sessionId)),
     openConnections: Effect.sync(() => records.openConnections()),
     discoveryRequests: Effect.sync(() => records.discoveryRequests()),
     dropAll: (options) => Effect.flatMap(dropRequest("dropAll", options), (request) => end(everyConnection, request)),
@@ -185,6 +188,7 @@ export const make = (
     yield* Effect.addFinalizer(() => Effect.sync(() => records.unsafeCloseFiles()))
     const messages = new Messages.ServerMessages()
     const hostile = new Hostile.Hostile(messages)
+    const players = yield* Player.make(options.playoutDelay, messages, (problem) => dieWith("make", problem))
     const keyAccepted = keyCheck(options.apiKey)
     const discovery = new Discovery.Discovery({
       shape: options.discoveryShape ?? "code",
@@ -195,7 +199,7 @@ export const make = (
     })
     const listenError = (message: string) => error("listen", message)
     const discoveryPort = yield* Server.listen(host, options.port ?? 0, discovery.app, listenError)
-    const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile }
+    const context: Upgrade.UpgradeContext = { records, keyAccepted, messages, hostile, players }
     for (const instance of instances) {
       instance.unsafeListening(yield* Server.listen(host, 0, Upgrade.app(context, instance), listenError))
     }
@@ -216,6 +220,7 @@ export const make = (
       records,
       discovery,
       hostile,
-      error
+      error,
+      players
     })
   })
