@@ -271,9 +271,9 @@ export interface Options {
    */
   readonly saveDir?: string
   /**
-   * The jitter buffer of every session's player: a frame read at time `a` plays no earlier
-   * than `a + playoutDelay` (see {@link Service.playback}). Default 100 ms; a negative delay
-   * is a defect of `make`.
+   * The jitter buffer of every session's player: playback starts `playoutDelay` after the
+   * first frame of a stretch of speech arrives, and frames that arrive while it plays follow
+   * on (see {@link Service.playback}). Default 100 ms; a negative delay is a defect of `make`.
    *
    * @since 0.2.0
    */
@@ -461,7 +461,8 @@ export interface Service {
    * one per session, whatever the reconnects):
    *
    * - A chat frame of `d` ms (its bytes / 32) read at `a` (the simulator's clock) plays from
-   *   `start = max(end of the previous frame, a + playoutDelay)` to `start + d`
+   *   `start` to `start + d`: right after the previous frame when it arrived before that
+   *   frame's end, else (the first frame, or after the buffer ran dry) at `a + playoutDelay`
    *   ({@link Options.playoutDelay}, default 100 ms). Frames play in order, at real time.
    * - The player is speaking from the start of a frame that follows silence to the end of the
    *   last frame, when no further frame has started by then: back-to-back frames form one

@@ -1,8 +1,9 @@
 /**
  * The session's model of the avatar's playback: when each utterance is spoken, what has been
- * heard, and when it ends. The server plays a frame once it has arrived and sat out the
- * playout delay, right after the frame before it: `start = max(end of the last frame,
- * arrival + playoutDelay)`. A gap in the audio is silence, not speech.
+ * heard, and when it ends. The server's jitter buffer starts a stretch of speech the playout
+ * delay after its first frame arrives and plays on while frames keep arriving before the
+ * audio runs out; a frame that comes after that waits out the delay again. A gap in the
+ * audio is silence, not speech.
  *
  * Arrival is known only roughly: a frame leaves when the writer hands it to the socket, and
  * the kernel's buffers on a slow link can hold it for seconds. The server's answers (a pong
@@ -14,6 +15,13 @@
  *
  * Everything here is synchronous: `written` runs once per frame and only appends.
  */
+
+/**
+ * Where a frame that arrives at `arrival` plays, after audio that ends at `end`: the server's
+ * jitter buffer lets a frame that came while audio still played follow it at once, and holds
+ * one that came after the buffer ran dry for the playout delay.
+ */
+const slot = (end: number, arrival: number, delay: number) => (arrival <= end ? end : arrival + delay)
 
 /** What `played` of an utterance says when it completes. */
 export interface Played {
@@ -149,7 +157,7 @@ export class Playback {
     track.durationMs += ms
     track.inFlight++
     const arrival = now + this.linkMs
-    const start = Math.max(this.writtenEnd, arrival + this.delayMs)
+    const start = slot(this.writtenEnd, arrival, this.delayMs)
     if (start > this.writtenEnd) {
       // kept for `audio_start` events; a server that sends none must not make them pile up
       if (this.starts.length >= 16) this.starts.shift()
@@ -179,7 +187,7 @@ export class Playback {
     this.linkMs = Math.max(0, at - this.oneWayMs - this.pending[n - 1]!.writtenAt)
     for (let i = 0; i < n; i++) {
       const frame = this.pending[i]!
-      const start = Math.max(this.confirmedEnd, frame.writtenAt + this.linkMs + this.delayMs)
+      const start = slot(this.confirmedEnd, frame.writtenAt + this.linkMs, this.delayMs)
       this.confirmedEnd = start + frame.ms
       frame.track.place(start, this.confirmedEnd)
       frame.track.inFlight--
@@ -204,7 +212,7 @@ export class Playback {
     for (const track of this.tracks) if (track.playsAt(now)) return track
     let end = this.confirmedEnd
     for (const frame of this.pending) {
-      const start = Math.max(end, frame.writtenAt + this.linkMs + this.delayMs)
+      const start = slot(end, frame.writtenAt + this.linkMs, this.delayMs)
       end = start + frame.ms
       if (start > now) break
       if (now < end) return frame.track
@@ -226,7 +234,7 @@ export class Playback {
     let end = this.confirmedEnd
     let owner: Track | undefined
     for (const frame of this.pending) {
-      const start = Math.max(end, frame.writtenAt + this.linkMs + this.delayMs)
+      const start = slot(end, frame.writtenAt + this.linkMs, this.delayMs)
       // a gap, or another utterance: the run before it ends, this one starts
       if ((start > end || frame.track !== owner) && start > now) {
         if (end > now && end < next) next = end

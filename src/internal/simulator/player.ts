@@ -117,7 +117,9 @@ export class Player {
   /** A chat frame of `bytes` bytes read at `at`. */
   unsafeFrame(bytes: number, at: number): void {
     const duration = bytes / BYTES_PER_MS
-    const start = Math.max(this.end, at + this.host.playoutDelayMs)
+    // a jitter buffer: a frame that arrives while audio still plays follows it; one that
+    // arrives after the buffer ran dry waits out the playout delay again
+    const start = at <= this.end ? this.end : at + this.host.playoutDelayMs
     this.waiting.dropBefore(at)
     // Back to back with the last frame, whose end has not been announced: the same segment.
     // Any gap, or an end already announced (possible only without a playout delay), starts
