@@ -78,6 +78,8 @@ describe("AvatarSession on the TestClock", () => {
         const pings = sim.sessions.pipe(Effect.map((s) => s[0]!.pings))
         yield* sim.setFaults(0, { noPong: true })
         for (const expected of [1, 2, 3]) {
+          // the clock's loop must be asleep on test time before it moves, or the move is missed
+          yield* io()
           yield* TestClock.adjust("5 seconds")
           yield* eventually(pings, (n) => n === expected)
         }
