@@ -42,6 +42,8 @@ export class Track {
   inFlight = 0
   /** Its first frame was written: it has a place in the playback. */
   begun = false
+  /** Frames of it that a drop left unconfirmed would have played until then, had they arrived. */
+  doubtfulUntil = Number.NEGATIVE_INFINITY
   /** Set once it is over: played to the end, or cut. */
   outcome: Played | undefined = undefined
   /** Confirmed placement: [start, end) pairs in clock time, merged where contiguous. */
@@ -198,7 +200,11 @@ export class Playback {
   /** The connection dropped: frames it had not confirmed may never have arrived, so none of them play. */
   lost(): number {
     const lost = this.pending.length
+    let end = this.confirmedEnd
     for (const frame of this.pending) {
+      // not counted as heard, but it may be playing: the utterance is not over before it would end
+      end = slot(end, frame.writtenAt + this.linkMs, this.delayMs) + frame.ms
+      frame.track.doubtfulUntil = Math.max(frame.track.doubtfulUntil, end)
       frame.track.durationMs -= frame.ms
       frame.track.inFlight--
     }
@@ -230,6 +236,7 @@ export class Playback {
     for (const track of this.tracks) {
       const edge = track.nextEdge(now)
       if (edge !== undefined && edge < next) next = edge
+      if (track.doubtfulUntil > now && track.doubtfulUntil < next) next = track.doubtfulUntil
     }
     let end = this.confirmedEnd
     let owner: Track | undefined
@@ -252,7 +259,8 @@ export class Playback {
   settle(now: number): void {
     while (this.tracks.length > 0) {
       const track = this.tracks[0]!
-      if (!track.finished || track.inFlight > 0 || (track.end ?? Number.NEGATIVE_INFINITY) > now) return
+      const end = Math.max(track.end ?? Number.NEGATIVE_INFINITY, track.doubtfulUntil)
+      if (!track.finished || track.inFlight > 0 || end > now) return
       this.tracks.shift()
       track.settle({ interrupted: false, playedMs: track.durationMs, durationMs: track.durationMs })
     }
@@ -278,7 +286,12 @@ export class Playback {
       if (track === first) playedMs = played
       if (i >= from) unplayedMs += durationMs - played
       track.finished = true
-      track.settle({ interrupted: played < durationMs, playedMs: played, durationMs })
+      // whole milliseconds, as the interrupt's own answer gives them
+      track.settle({
+        interrupted: played < durationMs,
+        playedMs: Math.round(played),
+        durationMs: Math.round(durationMs)
+      })
     })
     for (const frame of this.pending) frame.track.inFlight--
     this.tracks = []

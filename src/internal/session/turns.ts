@@ -154,9 +154,12 @@ export class Turns {
     this.dueAt = Number.POSITIVE_INFINITY
   }
 
+  // Set at once, in order: a forked set would land later (after a reader that asked right after
+  // an interrupt), and two of them may land out of order. The set is synchronous unless another
+  // fiber holds the ref; then it finishes on a fiber of its own.
   private set(next: AvatarSession.Speaking): void {
     this.current = next
-    Runtime.runFork(this.runtime, SubscriptionRef.set(this.speaking, next))
+    Runtime.runSyncExit(this.runtime)(SubscriptionRef.set(this.speaking, next))
   }
 }
 

@@ -1,0 +1,229 @@
+/**
+ * Turn-taking against the simulator's player, over real sockets on the real clock: the SDK's
+ * estimates (`speaking`, `played`, what an interrupt says was heard) compared with what the
+ * simulator recorded as played, which is the truth here. Tolerances are a frame (40 ms) plus
+ * room for a loaded machine; each test says which.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { type AvatarSession, AvatarSimulator } from "../src/index.js"
+import { clientFor, eventually, pcm } from "./support.js"
+
+const AVATAR = "dvp_Tristan_cloth2_1080P"
+const FRAME = 40
+/** What a loaded CI machine adds to a socket round trip or a timer, on top of a frame. */
+const SLACK = 60
+
+interface Change {
+  readonly tag: AvatarSession.Speaking["_tag"]
+  readonly utterance: string | undefined
+  readonly at: number
+}
+
+/** Every change of `speaking`, with the wall-clock time the SDK saw it. */
+const watchSpeaking = (session: AvatarSession.AvatarSession) =>
+  Effect.gen(function* () {
+    const seen: Array<Change> = []
+    yield* session.speaking.changes.pipe(
+      Stream.runForEach((s) =>
+        Effect.sync(() =>
+          seen.push({ tag: s._tag, utterance: s._tag === "Speaking" ? s.utterance : undefined, at: Date.now() })
+        )
+      ),
+      Effect.forkScoped
+    )
+    return seen
+  })
+
+const segmentsOf = (sim: AvatarSimulator.Service, session: AvatarSession.AvatarSession) =>
+  sim.playback(session.sessionId)
+
+/** The simulator's segments once `count` of them have ended. */
+const ended = (sim: AvatarSimulator.Service, session: AvatarSession.AvatarSession, count: number) =>
+  eventually(
+    segmentsOf(sim, session),
+    (s) => s.length >= count && s.slice(0, count).every((segment) => !segment.playing),
+    8000
+  )
+
+const within = (actual: number, expected: number, tolerance: number) =>
+  expect(Math.abs(actual - expected), `${actual} against ${expected}`).toBeLessThanOrEqual(tolerance)
+
+describe("turn-taking against the simulator's player", () => {
+  for (const [name, faults] of [
+    ["events on", {}],
+    ["events off", { noAudioEvents: true }]
+  ] as const) {
+    it.live(`speaking follows the avatar's playback, with ${name}`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults }] })
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+        const seen = yield* watchSpeaking(session)
+        const utterance = yield* session.say(Stream.make(pcm(32_000)))
+        yield* utterance.played
+        const [segment] = yield* ended(sim, session, 1)
+        const start = seen.find((c) => c.tag === "Speaking")!
+        yield* eventually(
+          Effect.sync(() => seen.at(-1)!.tag),
+          (tag) => tag === "Silent" && seen.length > 2
+        )
+        const stop = seen.at(-1)!
+        expect(start.utterance).toBe(utterance.id)
+        within(start.at, segment!.startedAt, FRAME + SLACK)
+        within(stop.at, segment!.endedAt, FRAME + SLACK)
+        // one stretch of speech: no flicker in between
+        expect(seen.filter((c) => c.tag === "Speaking")).toHaveLength(1)
+      }).pipe(Effect.scoped)
+    )
+  }
+
+  it.live("with events delayed, speaking follows them once they come, and the measured delay includes theirs", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make({ instances: [{ faults: { audioEventDelay: "200 millis" } }] })
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR })
+      const events: Array<{ readonly event: string; readonly at: number }> = []
+      yield* session.events.pipe(
+        Stream.runForEach((m) =>
+          Effect.sync(() => {
+            if (m.type === "event") events.push({ event: m.pld.event, at: Date.now() })
+          })
+        ),
+        Effect.forkScoped
+      )
+      // before the first audio_start the model speaks for the avatar; the events take over then
+      yield* (yield* session.say(Stream.make(pcm(16_000)))).played
+      yield* eventually(
+        Effect.sync(() => events.length),
+        (n) => n >= 2
+      )
+      const seen = yield* watchSpeaking(session)
+      const second = yield* session.say(Stream.make(pcm(16_000, 2)))
+      yield* second.played
+      yield* eventually(
+        Effect.sync(() => events.length),
+        (n) => n >= 4
+      )
+      yield* eventually(
+        Effect.sync(() => seen.length),
+        (n) => n >= 3
+      )
+      const start = seen.find((c) => c.tag === "Speaking")!
+      expect(start.utterance).toBe(second.id)
+      within(start.at, events[2]!.at, FRAME)
+      within(seen[2]!.at, events[3]!.at, FRAME)
+      const info = yield* session.info
+      expect(info.playback.measured).toBe(true)
+      // the simulator's 100 ms jitter buffer and the 200 ms the events were held back
+      within(info.playback.playoutDelayMs, 300, SLACK)
+    }).pipe(Effect.scoped)
+  )
+
+  for (const pacing of ["realtime", "none"] as const) {
+    it.live(`played completes when the avatar has spoken the last frame (pacing ${pacing})`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, pacing })
+        const utterance = yield* session.say(Stream.make(pcm(48_000)))
+        const outcome = yield* utterance.played
+        const doneAt = Date.now()
+        expect(outcome).toStrictEqual({ interrupted: false, playedMs: 1500, durationMs: 1500 })
+        const [segment] = yield* segmentsOf(sim, session)
+        // not before the avatar finished, and within a frame (and the slack) of it
+        expect(doneAt).toBeGreaterThanOrEqual(segment!.endedAt - FRAME)
+        within(doneAt, segment!.endedAt, FRAME + SLACK)
+      }).pipe(Effect.scoped)
+    )
+  }
+
+  it.live("two utterances with a gap between them: two stretches of speech, each played in turn", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+      const seen = yield* watchSpeaking(session)
+      const first = yield* session.say(Stream.make(pcm(19_200)))
+      expect(yield* first.played).toMatchObject({ interrupted: false, playedMs: 600 })
+      yield* Effect.sleep("300 millis")
+      const second = yield* session.say(Stream.make(pcm(12_800, 2)))
+      expect(yield* second.played).toMatchObject({ interrupted: false, playedMs: 400 })
+      const segments = yield* ended(sim, session, 2)
+      expect(segments.map((s) => s.playedMs)).toStrictEqual([600, 400])
+      const starts = seen.filter((c) => c.tag === "Speaking")
+      expect(starts.map((c) => c.utterance)).toStrictEqual([first.id, second.id])
+      within(starts[1]!.at, segments[1]!.startedAt, FRAME + SLACK)
+    }).pipe(Effect.scoped)
+  )
+
+  for (const [name, faults] of [
+    ["events on", {}],
+    ["events off", { noAudioEvents: true }]
+  ] as const) {
+    it.live(`what an interrupt says was heard is what the avatar played, at several points (${name})`, () =>
+      Effect.gen(function* () {
+        const sim = yield* AvatarSimulator.make({ instances: [{ faults }] })
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+        for (const [i, after] of [300, 900, 1500].entries()) {
+          const utterance = yield* session.say(Stream.make(pcm(64_000, i + 1)))
+          yield* Effect.sleep(`${after} millis`)
+          const heard = yield* session.interrupt
+          const segments = yield* ended(sim, session, i + 1)
+          const truth = segments[i]!
+          expect(truth.interrupted).toBe(true)
+          expect(heard.utterance).toBe(utterance.id)
+          within(heard.playedMs, truth.playedMs, FRAME)
+          within(heard.unplayedMs, 2000 - truth.playedMs, FRAME)
+          expect(yield* utterance.played).toMatchObject({ interrupted: true, playedMs: heard.playedMs })
+          expect((yield* SubscriptionRef.get(session.speaking))._tag).toBe("Silent")
+        }
+      }).pipe(Effect.scoped)
+    )
+  }
+
+  it.live("the producer stalls for 500 ms: silent in the gap, speaking again after, the duration only audio", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, lead: 0 })
+      const seen = yield* watchSpeaking(session)
+      const speech = Stream.concat(
+        Stream.make(pcm(15_360)),
+        Stream.fromEffect(Effect.sleep("1 second").pipe(Effect.as(pcm(15_360, 2))))
+      )
+      const utterance = yield* session.say(speech)
+      expect(yield* utterance.played).toStrictEqual({ interrupted: false, playedMs: 960, durationMs: 960 })
+      const segments = yield* ended(sim, session, 2)
+      expect(segments.map((s) => s.playedMs)).toStrictEqual([480, 480])
+      expect(seen.map((c) => c.tag)).toStrictEqual(["Silent", "Speaking", "Silent", "Speaking", "Silent"])
+      within(seen[2]!.at, segments[0]!.endedAt, FRAME + SLACK)
+      within(seen[3]!.at, segments[1]!.startedAt, FRAME + SLACK)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("across a reconnect, frames the server never confirmed are not counted as played", () =>
+    Effect.gen(function* () {
+      // the connection dies after 30 frames, without a close frame: what followed them is lost
+      const sim = yield* AvatarSimulator.make({
+        instances: [{ faults: { dropAfterFrames: { frames: 30, mode: "terminate" } } }]
+      })
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      const utterance = yield* session.say(Stream.make(pcm(32_000 * 3)))
+      const outcome = yield* utterance.played
+      const info = yield* eventually(session.info, (i) => i.reconnects >= 1)
+      const segments = yield* eventually(segmentsOf(sim, session), (s) => s.length > 0 && s.every((x) => !x.playing))
+      // the utterance is over only once what the avatar may still have been playing has ended
+      expect(Date.now()).toBeGreaterThanOrEqual(segments.at(-1)!.endedAt - FRAME - SLACK)
+      const truth = segments.reduce((ms, s) => ms + s.playedMs, 0)
+      // never more than the avatar really played; less by at most what was never confirmed
+      expect(outcome.playedMs).toBeLessThanOrEqual(truth)
+      expect(truth - outcome.playedMs).toBeLessThanOrEqual(info.audio.framesUnconfirmed * FRAME)
+      expect(outcome.durationMs).toBe(outcome.playedMs)
+    }).pipe(Effect.scoped)
+  )
+})
