@@ -107,4 +107,41 @@ describe("observability", () => {
       expect(Option.isSome(Option.fromNullable(spans.find((s) => s.status._tag === "Ended")))).toBe(true)
     })
   )
+
+  it.scopedLive(
+    "turn-taking is measured: the playout delay, utterances spoken and interrupted, played ms on the span",
+    () =>
+      Effect.gen(function* () {
+        const { tracer, spans } = yield* recordingTracer
+        const before = yield* Effect.all({
+          spoken: counter(AvatarMetrics.utterancesSpoken),
+          interrupted: counter(AvatarMetrics.utterancesInterrupted),
+          delays: histogramCount(AvatarMetrics.playoutDelay)
+        })
+        const sim = yield* AvatarSimulator.make()
+        const client = yield* clientFor(sim)
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+            yield* (yield* session.say(Stream.make(pcm(8_000)))).played
+            yield* session.say(Stream.make(pcm(64_000, 2)))
+            yield* Effect.sleep("500 millis")
+            yield* session.interrupt
+          })
+        ).pipe(Effect.withTracer(tracer))
+        const after = yield* Effect.all({
+          spoken: counter(AvatarMetrics.utterancesSpoken),
+          interrupted: counter(AvatarMetrics.utterancesInterrupted),
+          delays: histogramCount(AvatarMetrics.playoutDelay)
+        })
+        expect(after.spoken - before.spoken).toBe(1)
+        expect(after.interrupted - before.interrupted).toBe(1)
+        // each audio_start the simulator sent measured the delay once
+        expect(after.delays - before.delays).toBeGreaterThanOrEqual(2)
+        const interrupt = spans.find((span) => span.name === "AvatarSession.interrupt")!
+        const played = interrupt.attributes.get("akool.played_ms") as number
+        expect(played).toBeGreaterThan(200)
+        expect(played).toBeLessThan(500)
+      })
+  )
 })
