@@ -4,6 +4,7 @@
  * simulator recorded as played, which is the truth here. Tolerances are a frame (40 ms) plus
  * room for a loaded machine; each test says which.
  */
+import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -200,6 +201,10 @@ describe("turn-taking against the simulator's player", () => {
       expect(yield* utterance.played).toStrictEqual({ interrupted: false, playedMs: 960, durationMs: 960 })
       const segments = yield* ended(sim, session, 2)
       expect(segments.map((s) => s.playedMs)).toStrictEqual([480, 480])
+      yield* eventually(
+        Effect.sync(() => seen.length),
+        (n) => n >= 5
+      )
       expect(seen.map((c) => c.tag)).toStrictEqual(["Silent", "Speaking", "Silent", "Speaking", "Silent"])
       within(seen[2]!.at, segments[0]!.endedAt, FRAME + SLACK)
       within(seen[3]!.at, segments[1]!.startedAt, FRAME + SLACK)
@@ -225,6 +230,84 @@ describe("turn-taking against the simulator's player", () => {
       expect(outcome.playedMs).toBeLessThanOrEqual(truth)
       expect(truth - outcome.playedMs).toBeLessThanOrEqual(info.audio.framesUnconfirmed * FRAME)
       expect(outcome.durationMs).toBe(outcome.playedMs)
+    }).pipe(Effect.scoped)
+  )
+})
+
+/** A TCP proxy to `port` that lets at most `bytesPerSecond` through towards the server. */
+const slowLink = (port: number, bytesPerSecond: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly server: Net.Server }>((resume) => {
+      const server = Net.createServer((client) => {
+        const upstream = Net.connect(port, "127.0.0.1")
+        const queue: Array<Buffer> = []
+        const tick = 10
+        const timer = setInterval(() => {
+          let budget = (bytesPerSecond * tick) / 1000
+          while (budget > 0 && queue.length > 0) {
+            const head = queue[0]!
+            const take = head.subarray(0, budget)
+            upstream.write(take)
+            budget -= take.byteLength
+            if (take.byteLength === head.byteLength) queue.shift()
+            else queue[0] = head.subarray(take.byteLength)
+          }
+        }, tick)
+        client.on("data", (data) => queue.push(data))
+        upstream.pipe(client)
+        const end = () => {
+          clearInterval(timer)
+          client.destroy()
+          upstream.destroy()
+        }
+        client.on("close", end)
+        upstream.on("close", end)
+        client.on("error", end)
+        upstream.on("error", end)
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server }))
+      )
+    }),
+    ({ server }) => Effect.sync(() => server.close())
+  )
+
+describe("turn-taking on a slow link", () => {
+  it.live("what the kernel held back is not heard early: played follows the server, not the writer", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const [instance] = sim.instances
+      const proxy = yield* slowLink(instance!.port, 25_000)
+      // discovery sends the session through the slow link
+      yield* sim.setDiscovery({
+        body: {
+          code: 1000,
+          msg: "ok",
+          data: {
+            instances: [{ ip: "127.0.0.1", port: proxy.port, avatar_id: AVATAR, status: "available", healthy: true }]
+          }
+        }
+      })
+      const client = yield* clientFor(sim)
+      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      const utterance = yield* session.say(Stream.make(pcm(32_000)))
+      yield* utterance.written
+      const writtenAt = Date.now()
+      const outcome = yield* utterance.played
+      const doneAt = Date.now()
+      // the link is slower than real time: the avatar plays what trickles in, with gaps
+      const segments = yield* eventually(
+        segmentsOf(sim, session),
+        (s) => s.reduce((ms, x) => ms + x.playedMs, 0) >= 1000 && s.every((x) => !x.playing),
+        8000
+      )
+      const last = segments.at(-1)!
+      // about 43 KB of messages at 25 KB/s: the avatar finished long after the writer did
+      expect(last.endedAt - writtenAt).toBeGreaterThan(1500)
+      expect(outcome).toMatchObject({ interrupted: false, playedMs: 1000 })
+      // the arrival of frames inside a batch is estimated (evenly spread): a frame's worth of error
+      expect(doneAt).toBeGreaterThanOrEqual(last.endedAt - FRAME - SLACK)
+      within(doneAt, last.endedAt, 4 * FRAME + SLACK)
     }).pipe(Effect.scoped)
   )
 })

@@ -129,6 +129,8 @@ export class Playback {
   /** Half the shortest round trip seen: how long a confirmation took to come back. */
   private oneWayMs = 0
   private roundTrips = 0
+  /** When the server had read the frames of the last confirmation. */
+  private lastReadBy = Number.NEGATIVE_INFINITY
   /** The end of the last confirmed frame, in clock time. */
   private confirmedEnd = Number.NEGATIVE_INFINITY
   /** The end of the last written frame, as placed when it was written. */
@@ -185,11 +187,21 @@ export class Playback {
     let n = 0
     while (n < this.pending.length && this.pending[n]!.index <= mark) n++
     if (n === 0) return
-    // the server read the batch's last frame by the time it answered: the link held it this long
-    this.linkMs = Math.max(0, at - this.oneWayMs - this.pending[n - 1]!.writtenAt)
+    // the server had read the batch's last frame by the time it answered: the link held it this long
+    const readBy = at - this.oneWayMs
+    this.linkMs = Math.max(0, readBy - this.pending[n - 1]!.writtenAt)
+    // A last frame held longer than a frame's duration means a backlog: the link is slower than
+    // the writer, and the batch trickled in, in order, since the last answer; spread it evenly
+    // over that time. Otherwise each frame arrived as soon after it left as the last one did.
+    const backlog = this.linkMs > this.pending[n - 1]!.ms
+    const from = Math.max(this.lastReadBy, this.pending[0]!.writtenAt)
+    this.lastReadBy = readBy
     for (let i = 0; i < n; i++) {
       const frame = this.pending[i]!
-      const start = slot(this.confirmedEnd, frame.writtenAt + this.linkMs, this.delayMs)
+      const arrival = backlog
+        ? Math.max(frame.writtenAt, from + ((readBy - from) * (i + 1)) / n)
+        : frame.writtenAt + this.linkMs
+      const start = slot(this.confirmedEnd, arrival, this.delayMs)
       this.confirmedEnd = start + frame.ms
       frame.track.place(start, this.confirmedEnd)
       frame.track.inFlight--
