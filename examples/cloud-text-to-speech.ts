@@ -13,14 +13,13 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { Audio, AvatarClient } from "akool-streaming-avatar"
+import { Audio } from "akool-streaming-avatar"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
-import { check, main, target } from "./support/effect.js"
+import { main, speakAndCheck, target } from "./support/effect.js"
 
 const sentence =
   process.argv.slice(2).join(" ") || "Hello! I am your avatar. This voice was synthesized in the cloud as I spoke."
@@ -41,32 +40,11 @@ const program = Effect.gen(function* () {
   if (Option.isNone(apiKey)) return yield* Console.log("SKIP: no OPENAI_API_KEY set, so there is no voice to stream")
   const baseUrl = yield* Config.string("OPENAI_BASE_URL").pipe(Config.withDefault("https://api.openai.com/v1"))
 
-  const { avatarId, layer, params, simulator } = yield* target()
+  const t = yield* target()
   yield* Console.log(`speaking: "${sentence}"`)
   const speech = synthesize({ apiKey: apiKey.value, baseUrl }, sentence).pipe(Audio.fromPcm({ sampleRate: 24_000 }))
 
-  // what went into the session, to compare with what the simulator received
-  const sent: Array<Uint8Array> = []
-  const sessionId = yield* Effect.gen(function* () {
-    const session = yield* AvatarClient.session({ avatarId })
-    yield* session.setParams(params)
-    yield* speech.pipe(
-      Stream.tap((bytes) => Effect.sync(() => sent.push(bytes))),
-      Stream.run(session.audio)
-    )
-    return session.sessionId
-  }).pipe(Effect.scoped, Effect.provide(layer)) // closing the session flushes its audio
-
-  const converted = Buffer.concat(sent)
-  const seconds = (converted.byteLength / Audio.BYTES_PER_SECOND).toFixed(2)
-  if (Option.isNone(simulator)) return yield* Console.log(`OK: spoke ${seconds} s of cloud speech`)
-  const received = yield* simulator.value.audio(sessionId)
-  yield* check(converted.byteLength > 0, "the speech endpoint sent no audio")
-  yield* check(
-    converted.equals(received),
-    `the simulator received ${received.byteLength} of ${converted.byteLength} bytes`
-  )
-  yield* Console.log(`OK: the simulator received ${seconds} s of cloud speech, byte for byte as converted`)
+  yield* speakAndCheck(t, speech, "cloud speech")
 }).pipe(Effect.scoped, Effect.provide(NodeHttpClient.layer))
 
 main(program)

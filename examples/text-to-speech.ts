@@ -13,12 +13,10 @@
  */
 import * as Command from "@effect/platform/Command"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Audio, AvatarClient } from "akool-streaming-avatar"
+import { Audio } from "akool-streaming-avatar"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Stream from "effect/Stream"
-import { check, main, target } from "./support/effect.js"
+import { main, speakAndCheck, target } from "./support/effect.js"
 
 const sentence =
   process.argv.slice(2).join(" ") ||
@@ -31,31 +29,10 @@ const espeak = Command.make("espeak-ng", "--stdout", "--", sentence)
 const speech = Command.stream(espeak).pipe(Audio.decode({ source: "espeak-ng" }))
 
 const program = Effect.gen(function* () {
-  const { avatarId, layer, params, simulator } = yield* target()
+  const t = yield* target()
   yield* Console.log(`speaking: "${sentence}"`)
 
-  // what went into the session, to compare with what the simulator received
-  const sent: Array<Uint8Array> = []
-  const sessionId = yield* Effect.gen(function* () {
-    const session = yield* AvatarClient.session({ avatarId })
-    yield* session.setParams(params)
-    yield* speech.pipe(
-      Stream.tap((bytes) => Effect.sync(() => sent.push(bytes))),
-      Stream.run(session.audio)
-    )
-    return session.sessionId
-  }).pipe(Effect.scoped, Effect.provide(layer)) // closing the session flushes its audio
-
-  const converted = Buffer.concat(sent)
-  const seconds = (converted.byteLength / Audio.BYTES_PER_SECOND).toFixed(2)
-  if (Option.isNone(simulator)) return yield* Console.log(`OK: spoke ${seconds} s of espeak-ng speech`)
-  const received = yield* simulator.value.audio(sessionId)
-  yield* check(converted.byteLength > 0, "espeak-ng produced no audio")
-  yield* check(
-    converted.equals(received),
-    `the simulator received ${received.byteLength} of ${converted.byteLength} bytes`
-  )
-  yield* Console.log(`OK: the simulator received ${seconds} s of espeak-ng speech, byte for byte as converted`)
+  yield* speakAndCheck(t, speech, "espeak-ng speech")
 }).pipe(
   Effect.scoped,
   // espeak-ng runs through the platform's CommandExecutor

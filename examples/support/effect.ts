@@ -3,13 +3,14 @@
  * else a simulator in the current scope and a client pointed at it.
  */
 import {
+  Audio,
   AvatarClient,
   type AvatarConfig,
   type AvatarError,
   AvatarSimulator,
   type Protocol
 } from "akool-streaming-avatar"
-import { Config, type ConfigError, Console, Effect, type Layer, Option, Redacted, type Scope } from "effect"
+import { Config, type ConfigError, Console, Effect, type Layer, Option, Redacted, type Scope, Stream } from "effect"
 
 export interface Target {
   readonly layer: Layer.Layer<
@@ -63,3 +64,37 @@ export const main = <A, E>(program: Effect.Effect<A, E>): void => {
     }
   })
 }
+
+/**
+ * Streams `speech` (`what` it is, for the messages) into a session of `target`, and, against
+ * the simulator, checks that it received every byte that went in, in order.
+ */
+export const speakAndCheck = <E, R>(
+  { avatarId, layer, params, simulator }: Target,
+  speech: Stream.Stream<Uint8Array, E, R>,
+  what: string
+) =>
+  Effect.gen(function* () {
+    // what went into the session, to compare with what the simulator received
+    const sent: Array<Uint8Array> = []
+    const sessionId = yield* Effect.gen(function* () {
+      const session = yield* AvatarClient.session({ avatarId })
+      yield* session.setParams(params)
+      yield* speech.pipe(
+        Stream.tap((bytes) => Effect.sync(() => sent.push(bytes))),
+        Stream.run(session.audio)
+      )
+      return session.sessionId
+    }).pipe(Effect.scoped, Effect.provide(layer)) // closing the session flushes its audio
+
+    const converted = Buffer.concat(sent)
+    const seconds = (converted.byteLength / Audio.BYTES_PER_SECOND).toFixed(2)
+    if (Option.isNone(simulator)) return yield* Console.log(`OK: spoke ${seconds} s of ${what}`)
+    const received = yield* simulator.value.audio(sessionId)
+    yield* check(converted.byteLength > 0, `${what}: no audio came`)
+    yield* check(
+      converted.equals(received),
+      `the simulator received ${received.byteLength} of ${converted.byteLength} bytes`
+    )
+    yield* Console.log(`OK: the simulator received ${seconds} s of ${what}, byte for byte as converted`)
+  })
