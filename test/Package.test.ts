@@ -8,6 +8,9 @@
  * it twice: with no `AKOOL_*` variable (it starts the built-in simulator), and with only
  * `AKOOL_*` variables pointing it at a simulator this test runs.
  *
+ * The tarball holds the examples and the guides beside the code, and nothing of the tests or
+ * the benchmark.
+ *
  * Everything comes from the npm registry, as for a user; npm's own cache makes a second run
  * faster. A failed install fails the test with npm's message.
  */
@@ -96,11 +99,15 @@ beforeAll(async () => {
   expect(files).toContain("dist/index.d.ts")
   expect(files).toContain("dist/StreamingAvatarClient.js")
   expect(files).toContain("dist/bin/akool-avatar.js")
-  expect(files).toContain("README.md")
-  // no tests, fixtures, examples, benchmarks or tool configuration
-  expect(files.filter((f) => /^(test|examples|bench|scripts|docs)\/|fixtures|\.test\.|tsconfig|biome/.test(f))).toEqual(
-    []
-  )
+  for (const file of ["README.md", "ARCHITECTURE.md", "LICENSE", "CHANGELOG.md", "docs/audio.md", "docs/cli.md"])
+    expect(files).toContain(file)
+  // the examples, as the README names them, with their helpers and the demo's audio
+  for (const file of ["quickstart-effect.ts", "quickstart-promise.ts", "support/target.ts", "sample.wav", "sample.mp3"])
+    expect(files).toContain(`examples/${file}`)
+  // the guides, not the generated API reference; no tests, fixtures, benchmarks or tool configuration
+  expect(
+    files.filter((f) => /^(test|bench|scripts|\.changeset)\/|^docs\/api\/|fixtures|\.test\.|tsconfig|biome/.test(f))
+  ).toEqual([])
   tarball = join(dir, packed[0].filename)
 }, 120_000)
 
