@@ -3,7 +3,7 @@
  * source, and plain `node` on the built bin), against the built-in simulator and against a
  * simulator this test runs.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -23,6 +23,9 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const SOURCE_BIN = join(ROOT, "src/bin/akool-avatar.ts")
 const MP3 = join(ROOT, "test/fixtures/sine-1khz-44k1-stereo.mp3")
 const KEY = "cli-test-key-0123456789"
+/** espeak-ng, which `.ci/run` installs; the tests that pipe its speech skip without it. */
+const ESPEAK = spawnSync("espeak-ng", ["--version"]).status === 0
+const ESPEAK_REASON = ESPEAK ? "" : " (skipped: espeak-ng is not installed)"
 
 const dir = mkdtempSync(join(tmpdir(), "akool-cli-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -40,8 +43,11 @@ interface Run {
   readonly exit: Promise<number | null>
 }
 
-const start = (args: ReadonlyArray<string>, env: Record<string, string>, plainNode?: string): Run => {
-  const child = spawn(process.execPath, plainNode ? [plainNode, ...args] : ["--import", "tsx", SOURCE_BIN, ...args], {
+/** The CLI from the source (or `plainNode`, a built bin, with plain node), or with `program` another command. */
+const start = (args: ReadonlyArray<string>, env: Record<string, string>, plainNode?: string, program?: string): Run => {
+  const argv =
+    program !== undefined ? args : plainNode ? [plainNode, ...args] : ["--import", "tsx", SOURCE_BIN, ...args]
+  const child = spawn(program ?? process.execPath, argv, {
     cwd: ROOT,
     env,
     stdio: ["ignore", "pipe", "pipe"]
@@ -149,6 +155,40 @@ describe("akool-avatar stream", () => {
       // it stopped early: less than the whole file arrived
       expect(record!.audioBytes).toBeLessThan(209_918)
     }).pipe(Effect.scoped)
+  )
+
+  it.live.skipIf(!ESPEAK)(
+    `espeak-ng --stdout "..." | akool-avatar stream -: a WAV of unknown length on a pipe is read to its end${ESPEAK_REASON}`,
+    () =>
+      Effect.gen(function* () {
+        const text = "Hello from the avatar"
+        // on a pipe espeak-ng cannot know the length: its header declares 0x7FFFF000 bytes of data
+        const spoken = spawnSync("espeak-ng", ["--stdout", text])
+        expect(spoken.status).toBe(0)
+        const wav = spoken.stdout
+        expect(wav.toString("ascii", 36, 40)).toBe("data")
+        expect(wav.readUInt32LE(40)).toBe(0x7fff_f000)
+        const seconds = (wav.length - 44) / 2 / wav.readUInt32LE(24)
+
+        const run = start(
+          ["-c", `espeak-ng --stdout "${text}" | "$0" --import tsx "$1" stream -`, process.execPath, SOURCE_BIN],
+          envWith(),
+          undefined,
+          "sh"
+        )
+        const code = yield* Effect.promise(() => run.exit)
+        const { stdout, stderr } = run.output
+        expect(code, stdout + stderr).toBe(0)
+        expect(stdout.split("\n")[0]).toMatch(/^streaming to the built-in simulator /)
+        expect(stdout).toContain("input standard input (WAV or MP3) -> 16 kHz mono PCM")
+        // all of the speech was sent, and the simulator confirmed it byte for byte
+        const sent = /^sent (\d+\.\d\d) s of audio/m.exec(stdout)
+        expect(sent, stdout).not.toBeNull()
+        expect(Math.abs(Number(sent![1]) - seconds)).toBeLessThan(0.01)
+        expect(stdout).toMatch(
+          /^OK: the simulator received all \d+ bytes \(\d+\.\d\d s\) of 16 kHz mono PCM, byte for byte, in order\.$/m
+        )
+      })
   )
 
   it.live("a file that is not audio: one readable line, a hint, no stack, exit 1; --verbose adds the cause", () =>

@@ -11,7 +11,7 @@
  * Everything comes from the npm registry, as for a user; npm's own cache makes a second run
  * faster. A failed install fails the test with npm's message.
  */
-import { execFile } from "node:child_process"
+import { execFile, spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -40,6 +40,8 @@ const INSTALL = {
 } as const
 
 const KEY = "sk-package-test-0123456789"
+/** espeak-ng, which `.ci/run` installs; the test that pipes its speech skips without it. */
+const ESPEAK = spawnSync("espeak-ng", ["--version"]).status === 0
 const AVATAR = "avatar-from-the-environment"
 
 const env: Record<string, string> = {}
@@ -96,11 +98,15 @@ beforeAll(async () => {
   expect(files).toContain("dist/index.d.ts")
   expect(files).toContain("dist/StreamingAvatarClient.js")
   expect(files).toContain("dist/bin/akool-avatar.js")
-  expect(files).toContain("README.md")
-  // no tests, fixtures, examples, benchmarks or tool configuration
-  expect(files.filter((f) => /^(test|examples|bench|scripts|docs)\/|fixtures|\.test\.|tsconfig|biome/.test(f))).toEqual(
-    []
-  )
+  for (const file of ["README.md", "ARCHITECTURE.md", "LICENSE", "CHANGELOG.md", "docs/audio.md", "docs/cli.md"])
+    expect(files).toContain(file)
+  // the examples, as the README names them, with their helpers and the demo's audio
+  for (const file of ["quickstart-effect.ts", "quickstart-promise.ts", "support/target.ts", "sample.wav", "sample.mp3"])
+    expect(files).toContain(`examples/${file}`)
+  // the guides, not the generated API reference; no tests, fixtures, benchmarks or tool configuration
+  expect(
+    files.filter((f) => /^(test|bench|scripts|\.changeset)\/|^docs\/api\/|fixtures|\.test\.|tsconfig|biome/.test(f))
+  ).toEqual([])
   tarball = join(dir, packed[0].filename)
 }, 120_000)
 
@@ -190,6 +196,40 @@ const quickstart = async (path: string, name: string) => {
   expect(configured.stdout + configured.stderr).not.toContain(KEY)
 }
 
+/** The Promise program's project, set up once for the tests that use it. */
+let promiseSetup: Promise<string> | undefined
+const promiseProject = () => {
+  promiseSetup ??= project("promise")
+  return promiseSetup
+}
+
+/** A 16 kHz mono 16-bit WAV's format and data size, from its chunks. */
+const wavInfo = (wav: Buffer) => {
+  expect(wav.toString("ascii", 0, 4) + wav.toString("ascii", 8, 12)).toBe("RIFFWAVE")
+  expect(wav.readUInt32LE(4)).toBe(wav.length - 8)
+  let format: { tag: number; channels: number; rate: number; bits: number } | undefined
+  let data: number | undefined
+  for (let at = 12; at + 8 <= wav.length; ) {
+    const id = wav.toString("ascii", at, at + 4)
+    const size = wav.readUInt32LE(at + 4)
+    if (id === "fmt ") {
+      format = {
+        tag: wav.readUInt16LE(at + 8),
+        channels: wav.readUInt16LE(at + 10),
+        rate: wav.readUInt32LE(at + 12),
+        bits: wav.readUInt16LE(at + 22)
+      }
+    }
+    if (id === "data") {
+      // the whole rest of the file, as the header says
+      expect(at + 8 + size).toBe(wav.length)
+      data = size
+    }
+    at += 8 + size + (size % 2)
+  }
+  return { format, data }
+}
+
 describe("npm pack, then the Install section in an empty project", () => {
   it.concurrent("an Effect program: the package with effect 3 and its platform peers, one effect; the quickstart type-checks and runs", async () => {
     const path = await project("effect")
@@ -205,7 +245,7 @@ describe("npm pack, then the Install section in an empty project", () => {
   }, 300_000)
 
   it.concurrent("a Promise program: the package alone, npm brings effect 3 as a peer, one effect; the quickstart type-checks and runs", async () => {
-    const path = await project("promise")
+    const path = await promiseProject()
     expect(await effects(path)).toEqual([
       { name: "effect", version: expect.stringMatching(/^3\./), location: "node_modules/effect" }
     ])
@@ -218,6 +258,82 @@ describe("npm pack, then the Install section in an empty project", () => {
     await typecheck(path, "quickstart-promise")
     await quickstart(path, "quickstart-promise")
   }, 300_000)
+
+  it.skipIf(!ESPEAK).concurrent(
+    `the installed command line: npx akool-avatar simulate --save-dir DIR, espeak-ng --stdout piped into npx akool-avatar stream -, and DIR/<session id>.wav holds what was sent${ESPEAK ? "" : " (skipped: espeak-ng is not installed)"}`,
+    async () => {
+      const path = await promiseProject()
+      const saveDir = join(dir, "saved")
+      // its own process group, so that Ctrl-C (SIGINT to the group) reaches npx and the command alike
+      const simulate = spawn("npx", ["akool-avatar", "simulate", "--save-dir", saveDir], {
+        cwd: path,
+        env,
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const out = { stdout: "", stderr: "" }
+      simulate.stdout.on("data", (d) => {
+        out.stdout += String(d)
+      })
+      simulate.stderr.on("data", (d) => {
+        out.stderr += String(d)
+      })
+      // what a shell reports as 130: the command's exit code, or npx ended by the SIGINT itself
+      const exited = new Promise<number | null>((resolve) =>
+        simulate.on("close", (code, signal) => resolve(signal === "SIGINT" ? 130 : code))
+      )
+      const report = () => `--- simulate\n${out.stdout}\n--- stderr\n${out.stderr}`
+      try {
+        for (let waited = 0; !out.stdout.includes("Ctrl-C to stop."); waited += 50) {
+          if (waited > 60_000 || simulate.exitCode !== null) throw new Error(`the simulator did not start\n${report()}`)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+        const discoveryUrl = /discovery: (http:\S+)/.exec(out.stdout)?.[1]
+        expect(discoveryUrl, report()).toBeDefined()
+
+        const stream = await exec(
+          "sh",
+          ["-c", 'espeak-ng --stdout "Hello from the avatar" | npx akool-avatar stream -'],
+          path,
+          {
+            AKOOL_API_KEY: KEY,
+            AKOOL_DISCOVERY_URL: discoveryUrl as string,
+            AKOOL_AGORA_APP_ID: "package-app",
+            AKOOL_AGORA_CHANNEL: "package-channel",
+            AKOOL_AGORA_TOKEN: "",
+            AKOOL_AGORA_UID: "1"
+          }
+        )
+        const streamed = `--- stream\n${stream.stdout}\n--- stderr\n${stream.stderr}`
+        expect(stream.code, streamed).toBe(0)
+        expect(stream.stdout.split("\n")[0], streamed).toBe(
+          `streaming to ${new URL(discoveryUrl as string).host} (AKOOL_DISCOVERY_URL)`
+        )
+        expect(stream.stdout + stream.stderr).not.toContain(KEY)
+        const sessionId = /^session (\S+),/m.exec(stream.stdout)?.[1]
+        const sent = /^sent (\d+\.\d\d) s of audio/m.exec(stream.stdout)?.[1]
+        expect(sessionId, streamed).toBeDefined()
+        expect(Number(sent), streamed).toBeGreaterThan(0.5)
+
+        process.kill(-(simulate.pid as number), "SIGINT")
+        expect(await exited, report()).toBe(130)
+        const file = join(saveDir, `${sessionId}.wav`)
+        expect(out.stdout, report()).toContain(`saved to ${file}`)
+        const { format, data } = wavInfo(readFileSync(file))
+        expect(format).toEqual({ tag: 1, channels: 1, rate: 16_000, bits: 16 })
+        // as long as what the stream said it sent (printed to the hundredth of a second)
+        expect(Math.abs((data as number) / 32_000 - Number(sent))).toBeLessThanOrEqual(0.005)
+      } finally {
+        // should an expectation fail first, the simulator does not outlive the test
+        try {
+          process.kill(-(simulate.pid as number), "SIGKILL")
+        } catch {
+          // the group has exited already
+        }
+      }
+    },
+    300_000
+  )
 
   it.concurrent("a project already on Effect 4: npm refuses the package, naming the effect peer, instead of adding a second effect", async () => {
     const path = join(dir, "effect-4")
