@@ -155,13 +155,24 @@ const positiveInt = (option: string, n: number | undefined, fallback: number) =>
  */
 export const make = (options: Options): Effect.Effect<Resolved, ConfigurationError> =>
   Effect.gen(function* () {
+    // what a JavaScript caller passes is checked by its runtime value: a wrong type is our error, never a TypeError
+    if (typeof options !== "object" || options === null) {
+      return yield* new ConfigurationError({ option: "options", message: "the client options must be an object" })
+    }
     if (!Redacted.isRedacted(options.apiKey)) {
       return yield* new ConfigurationError({
         option: "apiKey",
         message: "apiKey must be a Redacted value: pass Redacted.make(key) so the key never reaches a log"
       })
     }
-    if (Redacted.value(options.apiKey).trim() === "") {
+    const key: unknown = Redacted.value(options.apiKey)
+    if (typeof key !== "string") {
+      return yield* new ConfigurationError({
+        option: "apiKey",
+        message: `apiKey must hold a string: Redacted.make("your key") (it holds a ${typeof key})`
+      })
+    }
+    if (key.trim() === "") {
       return yield* new ConfigurationError({
         option: "apiKey",
         message: "apiKey is empty: set AKOOL_API_KEY or pass apiKey"
@@ -179,6 +190,12 @@ export const make = (options: Options): Effect.Effect<Resolved, ConfigurationErr
       return yield* new ConfigurationError({
         option: "env",
         message: `env must be "test" or "prod" (got ${JSON.stringify(env)})`
+      })
+    }
+    if (options.avatarId !== undefined && typeof options.avatarId !== "string") {
+      return yield* new ConfigurationError({
+        option: "avatarId",
+        message: `avatarId must be a string (got ${typeof options.avatarId})`
       })
     }
     if (options.avatarId !== undefined && options.avatarId.trim() === "") {

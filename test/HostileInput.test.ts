@@ -8,9 +8,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { type AvatarSession, AvatarSimulator, type Protocol } from "../src/index.js"
+import { AvatarConfig, type AvatarSession, AvatarSimulator, type Protocol } from "../src/index.js"
 import { agora, clientFor, eventually, pcm } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
@@ -145,5 +146,24 @@ describe("hostile input through the Effect API", () => {
         expect(error.message).toMatch(/closed/)
       }
     }).pipe(Effect.scoped)
+  )
+
+  it.effect("client options of the wrong type are a ConfigurationError naming the option, never a TypeError", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [string, unknown]> = [
+        ["options", null],
+        ["apiKey", { apiKey: "plain string" }],
+        ["apiKey", { apiKey: Redacted.make(42) }],
+        ["avatarId", { apiKey: Redacted.make("key"), avatarId: 5 }],
+        ["discoveryUrl", { apiKey: Redacted.make("key"), discoveryUrl: 8051 }],
+        ["env", { apiKey: Redacted.make("key"), env: 1 }],
+        ["maxRetryAttempts", { apiKey: Redacted.make("key"), maxRetryAttempts: "3" }],
+        ["heartbeatInterval", { apiKey: Redacted.make("key"), heartbeatInterval: "-5 seconds" }]
+      ]
+      for (const [option, options] of cases) {
+        const error = yield* failureOf(AvatarConfig.make(untyped<AvatarConfig.Options>(options)))
+        expect(error).toMatchObject({ _tag: "ConfigurationError", option })
+      }
+    })
   )
 })
