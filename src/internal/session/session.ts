@@ -33,11 +33,35 @@ import { Connector } from "./connector.js"
 import { Inbound } from "./inbound.js"
 import { Lifecycle, type Link } from "./lifecycle.js"
 import { type Resolved, validate } from "./options.js"
-import { SessionState, Speaking } from "./state.js"
+import { SessionState } from "./state.js"
 import { Turns } from "./turns.js"
 import * as Utterance from "./utterance.js"
 
 const { Closed, Connecting, Ready, Reconnecting, Streaming } = SessionState
+
+/**
+ * A PubSub made on its first subscriber: nothing is published to nobody, and most sessions of
+ * a busy process never subscribe (an unbounded PubSub costs a few KB).
+ */
+class OnDemand<A> {
+  private pubsub: PubSub.PubSub<A> | undefined = undefined
+  private ended = false
+
+  offer(a: A): void {
+    this.pubsub?.unsafeOffer(a)
+  }
+
+  readonly stream: Stream.Stream<A> = Stream.suspend(() => {
+    if (this.ended) return Stream.empty
+    this.pubsub ??= Effect.runSync(PubSub.unbounded<A>())
+    return Stream.fromPubSub(this.pubsub)
+  })
+
+  readonly shutdown: Effect.Effect<void> = Effect.suspend(() => {
+    this.ended = true
+    return this.pubsub === undefined ? Effect.void : PubSub.shutdown(this.pubsub)
+  })
+}
 
 interface Parts {
   readonly options: Resolved
@@ -45,7 +69,7 @@ interface Parts {
   readonly clock: FrameClockService
   readonly state: SubscriptionRef.SubscriptionRef<AvatarSession.SessionState>
   readonly events: PubSub.PubSub<Protocol.ServerMessage>
-  readonly errors: PubSub.PubSub<ServerError>
+  readonly errors: OnDemand<ServerError>
   readonly ended: Deferred.Deferred<void, AvatarError>
   readonly lifecycle: Lifecycle
   readonly inbound: Inbound
@@ -247,7 +271,7 @@ class Driver {
     return Effect.suspend(() => {
       const { lifecycle, outbox, events } = this.parts
       if (lifecycle.phase._tag === "Closed")
-        return Effect.zipRight(PubSub.shutdown(events), PubSub.shutdown(this.parts.errors))
+        return Effect.zipRight(PubSub.shutdown(events), this.parts.errors.shutdown)
       const recovering = lifecycle.beginClosing()
       const graceful = Effect.gen(this, function* () {
         if (recovering) yield* Fiber.interrupt(recovering)
@@ -318,7 +342,6 @@ const makeParts = (options: Resolved, config: AvatarConfig["Type"], clock: Frame
       Duration.toMillis(options.playoutDelay),
       clock,
       runtime,
-      yield* SubscriptionRef.make<AvatarSession.Speaking>(Speaking.Silent()),
       () => holder.outbox?.target?.requestConfirmation()
     )
     const outbox = new Outbox({
@@ -340,7 +363,7 @@ const makeParts = (options: Resolved, config: AvatarConfig["Type"], clock: Frame
       clock,
       state: yield* SubscriptionRef.make<AvatarSession.SessionState>(Connecting({ attempt: 1 })),
       events: yield* PubSub.unbounded<Protocol.ServerMessage>(),
-      errors: yield* PubSub.unbounded<ServerError>(),
+      errors: new OnDemand<ServerError>(),
       ended: yield* Deferred.make<void, AvatarError>(),
       lifecycle: new Lifecycle(),
       inbound: new Inbound(options.sessionId, runtime, (event) => turns.onEvent(event, clock.now())),
@@ -376,7 +399,7 @@ export const make = (
       messages: parts.events,
       mark: () => outbox.written,
       onMessage: parts.inbound.observe,
-      onServerError: (error) => parts.errors.unsafeOffer(error),
+      onServerError: (error) => parts.errors.offer(error),
       onDrop: driver.onDrop,
       onRoundTrip: (ms) => turns.roundTrip(ms),
       reapply: commands.reapply,
@@ -415,9 +438,11 @@ export const make = (
       sendAudio,
       say,
       interrupt,
-      speaking: turns.speaking,
+      get speaking() {
+        return turns.speaking
+      },
       events: Stream.fromPubSub(parts.events),
-      errors: Stream.fromPubSub(parts.errors),
+      errors: parts.errors.stream,
       state: parts.state,
       info: Effect.sync(() => driver.info()),
       await: Deferred.await(parts.ended)

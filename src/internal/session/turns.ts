@@ -21,6 +21,8 @@ export class Turns {
   /** The server sends `audio_start` / `audio_end`: they, not the model, drive `speaking`. */
   private eventsSeen = false
   private current: AvatarSession.Speaking = Speaking.Silent()
+  /** `session.speaking`, made when first asked for: a SubscriptionRef costs a few KB, and most sessions of a busy process never read it. */
+  private ref: SubscriptionRef.SubscriptionRef<AvatarSession.Speaking> | undefined = undefined
   private count = 0
   /** Utterances whose outcome is not known yet, whether or not their audio began. */
   private readonly live = new Set<Track>()
@@ -34,7 +36,6 @@ export class Turns {
     delayMs: number,
     private readonly clock: FrameClockService,
     private readonly runtime: Runtime.Runtime<never>,
-    readonly speaking: SubscriptionRef.SubscriptionRef<AvatarSession.Speaking>,
     /** Asks the server to confirm what was written (a ping): an utterance's tail must be confirmed to count as heard. */
     private readonly requestConfirmation: () => void
   ) {
@@ -159,7 +160,13 @@ export class Turns {
   // fiber holds the ref; then it finishes on a fiber of its own.
   private set(next: AvatarSession.Speaking): void {
     this.current = next
-    Runtime.runSyncExit(this.runtime)(SubscriptionRef.set(this.speaking, next))
+    if (this.ref !== undefined) Runtime.runSyncExit(this.runtime)(SubscriptionRef.set(this.ref, next))
+  }
+
+  /** `session.speaking`: from the moment it is made, every change. */
+  get speaking(): SubscriptionRef.SubscriptionRef<AvatarSession.Speaking> {
+    if (this.ref === undefined) this.ref = Runtime.runSync(this.runtime)(SubscriptionRef.make(this.current))
+    return this.ref
   }
 }
 
