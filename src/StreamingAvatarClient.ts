@@ -568,9 +568,14 @@ export class StreamingAvatarClient implements AsyncDisposable {
         const session = yield* Scope.extend(client.session(this.#sessionOptions), scope)
         const events = yield* Effect.forkDaemon(this.#dispatchEvents(session))
         const states = yield* Effect.forkDaemon(this.#dispatchStates(session))
-        // the server's errors that answer no call: those that do are thrown by that call
+        // the server's errors that answer no call: those that do are thrown by that call. The
+        // stream does not end when the session closes by its scope, so the session's end ends it
+        // (else `disconnect()` would wait out its timeout for this dispatcher)
         const errors = yield* Effect.forkDaemon(
-          Stream.runForEach(session.errors, (error) => this.#callback("onError", this.onError, error))
+          session.errors.pipe(
+            Stream.interruptWhen(Effect.exit(session.await)),
+            Stream.runForEach((error) => this.#callback("onError", this.onError, error))
+          )
         )
         // both subscribe as soon as they run: let them, before the caller can send anything
         yield* Effect.yieldNow()
