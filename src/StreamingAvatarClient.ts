@@ -10,11 +10,15 @@
  * await using client = await StreamingAvatarClient.connect({ apiKey, avatarId: "dvp_Tristan_cloth2_1080P" })
  * await client.setAgoraParams({ agoraAppId, agoraChannel, agoraToken, agoraUid: "42" })
  * await client.sendAudioStream(speech) // an array, an AsyncIterable or a ReadableStream of PCM
+ * const played = await client.sendAudio(answer, { waitForPlayout: true }) // once the avatar has said it
  * ```
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -30,7 +34,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as AvatarClient from "./AvatarClient.js"
 import * as AvatarConfig from "./AvatarConfig.js"
-import { type AvatarError, ConfigurationError, ConnectionError } from "./AvatarError.js"
+import { AudioStreamError, type AvatarError, ConfigurationError, ConnectionError } from "./AvatarError.js"
 import type * as AvatarSession from "./AvatarSession.js"
 import * as SessionOptions from "./internal/session/options.js"
 import type * as Protocol from "./Protocol.js"
@@ -66,6 +70,27 @@ export interface Callbacks {
   onMessage?: ((message: Protocol.ServerMessage) => void) | undefined
   /** Every change of the session's state: `Ready`, `Streaming`, `Reconnecting`, `Closed`. */
   onStateChange?: ((state: AvatarSession.SessionState) => void) | undefined
+  /**
+   * The avatar began to speak an utterance: one `sendAudio` or `sendAudioStream` call, whose
+   * id this is (the same id as `Interrupted.utterance`). Driven by `session.speaking`: the
+   * server's `audio_start` when it sends them, the SDK's playback model otherwise.
+   */
+  onSpeakingStarted?: ((utteranceId: string) => void) | undefined
+  /**
+   * The avatar stopped speaking that utterance; each `onSpeakingStarted` is followed by one of
+   * these, for the same id, before the next start. `playedMs` is how much of the utterance had
+   * been heard by then, counted from its start (not just this stretch).
+   *
+   * When the utterance is over (played to its end, or cut by `interrupt()`), the figures are
+   * its outcome, the `Played` that `waitForPlayout` resolves with. When its audio ran out
+   * while the producer was still sending (an underrun: the avatar falls silent, then speaks
+   * the same utterance again once more audio arrives), the stretch ends with
+   * `interrupted: false` and the milliseconds heard so far, and a new start follows; the last
+   * end of an utterance is its outcome.
+   */
+  onSpeakingEnded?:
+    | ((utteranceId: string, ended: { readonly interrupted: boolean; readonly playedMs: number }) => void)
+    | undefined
 }
 
 /**
@@ -109,6 +134,13 @@ export interface Options extends Callbacks {
    * it as fast as the socket takes it, as the reference does.
    */
   readonly pacing?: AvatarSession.Pacing | undefined
+  /**
+   * How long after a frame reaches the service the avatar speaks it (default 100 ms): where
+   * the playback model starts, until the server's `audio_start` events measure the real delay.
+   * It sets when `onSpeakingStarted` fires without those events, and when `waitForPlayout`
+   * resolves.
+   */
+  readonly playoutDelay?: number | string | undefined
 }
 
 /**
@@ -138,6 +170,15 @@ export interface AgoraParams {
  */
 export interface CallOptions {
   readonly signal?: AbortSignal | undefined
+  /**
+   * For `sendAudio` and `sendAudioStream`: resolve once the avatar has finished speaking the
+   * audio (or `interrupt()` cut it), with its `Played` outcome, instead of once it has been
+   * written to the socket. Aborting the call stops the wait (and the reading of the source,
+   * if it is still being read); what was sent plays on. Other calls ignore it.
+   *
+   * @since 0.2.0
+   */
+  readonly waitForPlayout?: boolean | undefined
 }
 
 /**
@@ -167,6 +208,7 @@ interface Live {
   readonly scope: Scope.CloseableScope
   readonly session: AvatarSession.AvatarSession
   readonly dispatchers: ReadonlyArray<Fiber.RuntimeFiber<void>>
+  readonly turns: Turns
 }
 
 const END: unique symbol = Symbol("end")
@@ -214,6 +256,255 @@ const toThrown = (cause: Cause.Cause<unknown>, signal: AbortSignal | undefined):
   return error instanceof SourceFailure ? error.error : error
 }
 
+/** An aborted call: the source it was reading is read no further. */
+class Stopped {
+  readonly _tag = "Stopped"
+}
+
+/** Set by an aborted call; the read in flight stops at once, and no further read starts. */
+class Stop {
+  stopped = false
+  readonly signal = Effect.runSync(Deferred.make<never, Stopped>())
+  set(): Effect.Effect<void> {
+    this.stopped = true
+    return Deferred.fail(this.signal, new Stopped())
+  }
+}
+
+/** At most this much of a caller's chunk is offered at a time: a frame, as the session frames it. */
+const PIECE_BYTES = 1280
+
+/**
+ * The caller's source as `say` reads it. A call's utterance runs on a fiber of the session,
+ * which the call cannot interrupt; before each read the stop is looked at, and a read in
+ * flight races it. Chunks are handed on in pieces of a frame, so that an aborted call queues
+ * at most one frame more than it had when the abort came, as it did when aborting a call
+ * interrupted the reading itself.
+ */
+class Reader<E> {
+  private pieces: Chunk.Chunk<Uint8Array> = Chunk.empty()
+  private index = 0
+
+  constructor(
+    private readonly pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<E>>,
+    private readonly stop: Stop
+  ) {}
+
+  readonly next: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<E | Stopped>> = Effect.suspend(() => {
+    if (this.stop.stopped) return Effect.fail(Option.some(new Stopped()))
+    if (this.index < this.pieces.length) return Effect.succeed(Chunk.of(Chunk.unsafeGet(this.pieces, this.index++)))
+    const stopped = Effect.mapError(Deferred.await(this.stop.signal), Option.some)
+    return Effect.flatMap(Effect.raceFirst(this.pull, stopped), (chunk) => {
+      const pieces: Array<Uint8Array> = []
+      for (const bytes of chunk) {
+        for (let at = 0; at < bytes.byteLength; at += PIECE_BYTES) pieces.push(bytes.subarray(at, at + PIECE_BYTES))
+      }
+      this.pieces = Chunk.unsafeFromArray(pieces)
+      this.index = 0
+      return this.next
+    })
+  })
+}
+
+const guarded = <E>(source: Stream.Stream<Uint8Array, E>, stop: Stop): Stream.Stream<Uint8Array, E | Stopped> =>
+  Stream.unwrapScoped(
+    Effect.map(Stream.toPull(source), (pull) => Stream.repeatEffectChunkOption(new Reader(pull, stop).next))
+  )
+
+/** What the speaking dispatcher knows of one utterance the client started. */
+class Spoken {
+  /** Every frame was written, or the utterance failed: its outcome needs no more audio. */
+  settling = false
+  /** How it ended, once the session knows; `"failed"` when its source or its audio failed. */
+  outcome: AvatarSession.Played | "failed" | undefined = undefined
+  /** Milliseconds of its speaking stretches so far, as `session.speaking` showed them. */
+  heardMs = 0
+}
+
+type TurnItem =
+  | { readonly _tag: "Change"; readonly speaking: AvatarSession.Speaking; readonly at: number }
+  | { readonly _tag: "Outcome"; readonly id: string }
+  | { readonly _tag: "Grace"; readonly token: number }
+  | { readonly _tag: "End" }
+
+/** How many utterances the dispatcher remembers: far more than can play at once. */
+const REMEMBERED = 64
+
+/**
+ * How long an end whose outcome is not known waits before it counts as an underrun, when
+ * nothing says the outcome is coming. What says so (the utterance's last frame written, an
+ * interrupt in flight) is learnt from fibers that run a moment after the session knows it.
+ */
+const GRACE = "100 millis"
+
+/**
+ * Turns `session.speaking` into `onSpeakingStarted` and `onSpeakingEnded`. The change that
+ * ends a stretch can come before the session knows how the utterance ended: the server's
+ * `audio_end` arrives before the interrupt's ack, and the model waits for the server to
+ * confirm the tail. So an end whose outcome is on its way waits for it, and the changes after
+ * it wait too, to keep their order; a stretch that ends while its producer is still behind
+ * (an underrun) ends at once with what was heard so far.
+ */
+class Turns {
+  readonly queue = Effect.runSync(Queue.unbounded<TurnItem>())
+  /** `interrupt()` calls in flight: an interrupt's cut settles every utterance not over. */
+  interrupting = 0
+  private readonly spoken = new Map<string, Spoken>()
+  private current: { readonly id: string; readonly since: number } | undefined = undefined
+  /** The utterance whose end waits for its outcome, and the changes held behind it. */
+  private pending: { readonly id: string; readonly token: number } | undefined = undefined
+  private held: Array<TurnItem> = []
+  private tokens = 0
+  done = false
+
+  constructor(
+    private readonly started: (id: string) => Effect.Effect<void>,
+    private readonly ended: (id: string, ended: { interrupted: boolean; playedMs: number }) => Effect.Effect<void>
+  ) {}
+
+  /** An utterance the client started: the dispatcher hears when it has been written and how it ended. */
+  follow<E>(utterance: AvatarSession.Utterance<E>): Effect.Effect<void> {
+    const spoken = this.entry(utterance.id)
+    return Effect.exit(utterance.written).pipe(
+      Effect.zipRight(
+        Effect.sync(() => {
+          spoken.settling = true
+        })
+      ),
+      Effect.zipRight(Effect.exit(utterance.played)),
+      Effect.flatMap((played) => {
+        spoken.outcome = Exit.isSuccess(played) ? played.value : "failed"
+        return Queue.offer(this.queue, { _tag: "Outcome", id: utterance.id })
+      })
+    )
+  }
+
+  step(item: TurnItem): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.pending !== undefined) return this.whilePending(this.pending, item)
+      if (item._tag === "End") return this.finish()
+      if (item._tag !== "Change") return Effect.void
+      const speaking = item.speaking
+      // audio the session could not attribute to an utterance (a late `audio_start`): no start to report
+      if (speaking._tag === "Speaking" && speaking.utterance === "") return Effect.void
+      if (speaking._tag === "Speaking" && this.current?.id === speaking.utterance) return Effect.void
+      return Effect.zipRight(
+        this.endCurrent(item.at),
+        Effect.suspend(() => {
+          if (speaking._tag === "Silent") return Effect.void
+          if (this.pending !== undefined) return this.hold(item)
+          this.current = { id: speaking.utterance, since: speaking.since }
+          return this.started(speaking.utterance)
+        })
+      )
+    })
+  }
+
+  private whilePending(pending: { readonly id: string; readonly token: number }, item: TurnItem): Effect.Effect<void> {
+    const spoken = this.entry(pending.id)
+    switch (item._tag) {
+      case "Outcome":
+        return item.id === pending.id ? this.release(this.report(pending.id, spoken), []) : Effect.void
+      case "Grace":
+        if (item.token !== pending.token) return Effect.void
+        if (spoken.outcome !== undefined) return this.release(this.report(pending.id, spoken), [])
+        if (spoken.settling || this.interrupting > 0) return Effect.void
+        return this.release(this.report(pending.id, spoken), [])
+      case "End":
+        return this.release(this.report(pending.id, spoken), [item])
+      case "Change":
+        // the same utterance speaks again: its audio had run out, and more came
+        if (item.speaking._tag === "Speaking" && item.speaking.utterance === pending.id) {
+          return this.release(this.report(pending.id, spoken), [item])
+        }
+        return this.hold(item)
+    }
+  }
+
+  /** Reports the pending end, then what was held behind it, in order. */
+  private release(report: Effect.Effect<void>, after: Array<TurnItem>): Effect.Effect<void> {
+    this.pending = undefined
+    const items = [...this.held, ...after]
+    this.held = []
+    return Effect.zipRight(
+      report,
+      Effect.forEach(items, (item) => this.step(item), { discard: true })
+    )
+  }
+
+  private hold(item: TurnItem): Effect.Effect<void> {
+    this.held.push(item)
+    return Effect.void
+  }
+
+  private endCurrent(at: number): Effect.Effect<void> {
+    const current = this.current
+    if (current === undefined) return Effect.void
+    this.current = undefined
+    const spoken = this.entry(current.id)
+    spoken.heardMs += Math.max(0, at - current.since)
+    if (spoken.outcome !== undefined) return this.report(current.id, spoken)
+    const token = ++this.tokens
+    this.pending = { id: current.id, token }
+    return Effect.asVoid(Effect.forkDaemon(Effect.delay(Queue.offer(this.queue, { _tag: "Grace", token }), GRACE)))
+  }
+
+  private report(id: string, spoken: Spoken): Effect.Effect<void> {
+    const outcome = spoken.outcome
+    return outcome === undefined || outcome === "failed"
+      ? this.ended(id, { interrupted: false, playedMs: Math.round(spoken.heardMs) })
+      : this.ended(id, { interrupted: outcome.interrupted, playedMs: Math.round(outcome.playedMs) })
+  }
+
+  /** The session ended: a stretch still speaking ends with it, with what is known. */
+  private finish(): Effect.Effect<void> {
+    this.done = true
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const current = this.current
+      if (current === undefined) return Effect.void
+      this.current = undefined
+      const spoken = this.entry(current.id)
+      spoken.heardMs += Math.max(0, now - current.since)
+      return this.report(current.id, spoken)
+    })
+  }
+
+  private entry(id: string): Spoken {
+    let spoken = this.spoken.get(id)
+    if (spoken === undefined) {
+      spoken = new Spoken()
+      this.spoken.set(id, spoken)
+      // insertion order: the oldest goes first
+      if (this.spoken.size > REMEMBERED) this.spoken.delete(this.spoken.keys().next().value!)
+    }
+    return spoken
+  }
+}
+
+/**
+ * A wait on an utterance that the session's end would leave waiting: the session stops its
+ * playback model when it ends, and closing its scope stops the utterance's fiber before it can
+ * say so. The utterance's own result is taken if it comes within a moment of the end.
+ */
+const closedWhileWaiting = <A, E>(
+  session: AvatarSession.AvatarSession,
+  waited: Effect.Effect<A, E>,
+  what: "written" | "played"
+): Effect.Effect<A, E | AudioStreamError> =>
+  Effect.flatMap(Effect.either(session.await), (ended) =>
+    Effect.timeoutFail(waited, {
+      duration: "100 millis",
+      onTimeout: () =>
+        new AudioStreamError({
+          reason: "session-closed",
+          message: Either.match(ended, {
+            onLeft: (error) => `The session ended (${error.message}) before the audio was ${what}`,
+            onRight: () => `The session was closed before the audio was ${what}`
+          })
+        })
+    })
+  )
+
 /**
  * The reference SDK's client. `connect()` opens a session (discovery, WebSocket,
  * heartbeat); `disconnect()` flushes queued audio, leaves the channel and closes it. The
@@ -251,6 +542,10 @@ export class StreamingAvatarClient implements AsyncDisposable {
   onMessage: Callbacks["onMessage"]
   /** @since 0.1.0 */
   onStateChange: Callbacks["onStateChange"]
+  /** @since 0.2.0 */
+  onSpeakingStarted: Callbacks["onSpeakingStarted"]
+  /** @since 0.2.0 */
+  onSpeakingEnded: Callbacks["onSpeakingEnded"]
 
   readonly #layer: Layer.Layer<AvatarClient.AvatarClient>
   readonly #sessionOptions: AvatarSession.Options
@@ -288,6 +583,7 @@ export class StreamingAvatarClient implements AsyncDisposable {
     if (Either.isLeft(sessionId)) throw sessionId.left
     const pacing = SessionOptions.checkPacing(options.pacing)
     if (Either.isLeft(pacing)) throw pacing.left
+    const playoutDelay = duration(options.playoutDelay)
     // the options left out are read from the environment where an Effect program's are
     const resolved = Effect.runSync(
       Effect.either(
@@ -314,7 +610,10 @@ export class StreamingAvatarClient implements AsyncDisposable {
     }
     this.avatarId = resolved.right.avatarId.value
     this.sessionId = sessionId.right ?? globalThis.crypto.randomUUID()
-    this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: pacing.right }
+    this.#sessionOptions = { avatarId: this.avatarId, sessionId: this.sessionId, pacing: pacing.right, playoutDelay }
+    // the session's own check of the options it is given, so that a bad one throws here and not at connect()
+    const checked = Effect.runSync(Effect.either(SessionOptions.validate(this.#sessionOptions, resolved.right)))
+    if (Either.isLeft(checked)) throw checked.left
     this.#layer = Layer.orDie(AvatarClient.layerNodeFrom(Layer.succeed(AvatarConfig.AvatarConfig, resolved.right)))
     this.onConnected = options.onConnected
     this.onDisconnected = options.onDisconnected
@@ -322,6 +621,8 @@ export class StreamingAvatarClient implements AsyncDisposable {
     this.onError = options.onError
     this.onMessage = options.onMessage
     this.onStateChange = options.onStateChange
+    this.onSpeakingStarted = options.onSpeakingStarted
+    this.onSpeakingEnded = options.onSpeakingEnded
   }
 
   /**
@@ -417,28 +718,52 @@ export class StreamingAvatarClient implements AsyncDisposable {
   }
 
   /**
-   * Sends one buffer of 16 kHz, 16-bit, mono PCM. Resolves once it has been written to the
-   * socket (paced to real time unless `pacing: "none"`). A buffer must hold whole samples;
-   * to send audio in pieces that may split samples, use `sendAudioStream`.
+   * Sends one buffer of 16 kHz, 16-bit, mono PCM, as one utterance. Resolves once it has been
+   * written to the socket (paced to real time unless `pacing: "none"`); with
+   * `{ waitForPlayout: true }`, once the avatar has finished speaking it or `interrupt()` cut
+   * it, with how it ended: `{ interrupted, playedMs, durationMs }`. A buffer must hold whole
+   * samples; to send audio in pieces that may split samples, use `sendAudioStream`.
+   *
+   * ```ts
+   * const played = await client.sendAudio(answer, { waitForPlayout: true })
+   * if (played.interrupted) console.log(`heard ${played.playedMs} of ${played.durationMs} ms`)
+   * ```
    *
    * @since 0.1.0
    */
-  async sendAudio(bytes: Uint8Array, call?: CallOptions): Promise<void> {
-    const session = this.#session("sendAudio")
-    return this.#run(Effect.flatMap(checkChunk(bytes, "sendAudio"), session.sendAudio), call?.signal)
+  sendAudio(bytes: Uint8Array, call: CallOptions & { readonly waitForPlayout: true }): Promise<AvatarSession.Played>
+  sendAudio(bytes: Uint8Array, call?: CallOptions & { readonly waitForPlayout?: false | undefined }): Promise<void>
+  sendAudio(bytes: Uint8Array, call?: CallOptions): Promise<AvatarSession.Played | undefined>
+  // the overloads say what each call resolves with; this signature is not visible
+  async sendAudio(bytes: Uint8Array, call?: CallOptions): Promise<unknown> {
+    this.#session("sendAudio")
+    return this.#utter(Stream.flatMap(Stream.fromEffect(checkChunk(bytes, "sendAudio")), Stream.succeed), call)
   }
 
   /**
    * Sends audio from an array, an `AsyncIterable` (an async generator, a Node stream) or a
    * web `ReadableStream` of PCM chunks of any size, as one utterance. Resolves once every
    * chunk has been written to the socket; `interrupt()` ends it early (it resolves then).
+   * With `{ waitForPlayout: true }` it resolves once the avatar has finished speaking it (or
+   * `interrupt()` cut it), with its `Played` outcome, as `sendAudio` does.
    * Aborting stops reading the source; what was already queued still plays unless you also
    * call `interrupt()`. An error thrown by the source is thrown back as it was.
    *
+   * Send one utterance at a time: two calls at once interleave their frames.
+   *
    * @since 0.1.0
    */
-  async sendAudioStream(chunks: AudioChunks, call?: CallOptions): Promise<void> {
-    const session = this.#session("sendAudioStream")
+  sendAudioStream(
+    chunks: AudioChunks,
+    call: CallOptions & { readonly waitForPlayout: true }
+  ): Promise<AvatarSession.Played>
+  sendAudioStream(
+    chunks: AudioChunks,
+    call?: CallOptions & { readonly waitForPlayout?: false | undefined }
+  ): Promise<void>
+  sendAudioStream(chunks: AudioChunks, call?: CallOptions): Promise<AvatarSession.Played | undefined>
+  async sendAudioStream(chunks: AudioChunks, call?: CallOptions): Promise<unknown> {
+    this.#session("sendAudioStream")
     const fail = (error: unknown) => new SourceFailure(error)
     let source: Stream.Stream<unknown, SourceFailure>
     if (isReadableStream(chunks)) source = Stream.fromReadableStream({ evaluate: () => chunks, onError: fail })
@@ -450,20 +775,33 @@ export class StreamingAvatarClient implements AsyncDisposable {
         message: "sendAudioStream takes an array, an AsyncIterable or a ReadableStream of Uint8Array chunks"
       })
     }
-    return this.#run(
-      session.speak(Stream.mapEffect(source, (chunk) => checkChunk(chunk, "sendAudioStream"))),
-      call?.signal
+    return this.#utter(
+      Stream.mapEffect(source, (chunk) => checkChunk(chunk, "sendAudioStream")),
+      call
     )
   }
 
   /**
    * Barge-in: drops the queued audio, ends the utterance being streamed (its
-   * `sendAudioStream` resolves), sends `interrupt` and waits for its ack.
+   * `sendAudioStream` resolves; one waiting for playout resolves with `interrupted: true`),
+   * sends `interrupt` and waits for its ack. Resolves with what the listener had heard:
+   * `utterance` (the id `onSpeakingStarted` gave; `undefined` when nothing was playing or
+   * waiting), `playedMs` of it, `unplayedMs` of it and of what was queued behind it, and the
+   * `droppedFrames` that never left. A voice agent keeps in its history only the part of its
+   * answer that was heard: `playedMs` of it.
    *
    * @since 0.1.0
    */
   async interrupt(call?: CallOptions): Promise<AvatarSession.Interrupted> {
-    return this.#run(this.#session("interrupt").interrupt, call?.signal)
+    const session = this.#session("interrupt")
+    const turns = this.#live?.turns
+    // while it is in flight, an end of speech waits for the outcome the cut will give
+    if (turns) turns.interrupting++
+    try {
+      return await this.#run(session.interrupt, call?.signal)
+    } finally {
+      if (turns) turns.interrupting--
+    }
   }
 
   /**
@@ -545,6 +883,38 @@ export class StreamingAvatarClient implements AsyncDisposable {
     return this.#live.session
   }
 
+  /**
+   * One utterance through `say`, so that the speaking callbacks know its outcome: the call
+   * waits for it to be written, or played. An aborted call stops reading the source (the
+   * utterance runs on the session's fiber, which the call does not own).
+   */
+  #utter(
+    source: Stream.Stream<Uint8Array, AvatarError | SourceFailure>,
+    call: CallOptions | undefined
+  ): Promise<AvatarSession.Played | undefined> {
+    const live = this.#live
+    if (live === undefined) throw notConnected("this call")
+    const { session, turns, scope } = live
+    const waitForPlayout = call?.waitForPlayout === true
+    const stop = new Stop()
+    // the stop is set by an interrupt wherever it comes, also before `say` has returned; no
+    // uninterruptible region here: `say` forks its fiber with the flags it is called with
+    const utter = Effect.gen(function* () {
+      const utterance = yield* session.say(guarded(source, stop))
+      yield* Effect.forkIn(turns.follow(utterance), scope)
+      const waited: Effect.Effect<AvatarSession.Played | undefined, AvatarError | SourceFailure | Stopped> =
+        waitForPlayout ? utterance.played : Effect.as(utterance.written, undefined)
+      return yield* Effect.raceFirst(waited, closedWhileWaiting(session, waited, waitForPlayout ? "played" : "written"))
+    }).pipe(
+      Effect.catchIf(
+        (error): error is Stopped => error instanceof Stopped,
+        () => Effect.interrupt
+      ),
+      Effect.onInterrupt(() => stop.set())
+    )
+    return this.#run(utter, call?.signal)
+  }
+
   async #run<A>(effect: Effect.Effect<A, AvatarError | SourceFailure>, signal: AbortSignal | undefined): Promise<A> {
     signal?.throwIfAborted()
     const live = this.#live
@@ -562,19 +932,29 @@ export class StreamingAvatarClient implements AsyncDisposable {
     const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal
     const runtime: Runtime = ManagedRuntime.make(this.#layer)
     const scope = Effect.runSync(Scope.make())
+    const turns = new Turns(
+      (id) => this.#callback("onSpeakingStarted", this.onSpeakingStarted, id),
+      (id, ended) => this.#callback("onSpeakingEnded", this.onSpeakingEnded, id, ended)
+    )
     const exit = await runtime.runPromiseExit(
       Effect.gen(this, function* () {
         const client = yield* AvatarClient.AvatarClient
         const session = yield* Scope.extend(client.session(this.#sessionOptions), scope)
         const events = yield* Effect.forkDaemon(this.#dispatchEvents(session))
         const states = yield* Effect.forkDaemon(this.#dispatchStates(session))
-        // the server's errors that answer no call: those that do are thrown by that call
+        const speaking = yield* Effect.forkDaemon(this.#dispatchSpeaking(session, turns))
+        // the server's errors that answer no call: those that do are thrown by that call. The
+        // stream does not end when the session closes by its scope, so the session's end ends it
+        // (else `disconnect()` would wait out its timeout for this dispatcher)
         const errors = yield* Effect.forkDaemon(
-          Stream.runForEach(session.errors, (error) => this.#callback("onError", this.onError, error))
+          session.errors.pipe(
+            Stream.interruptWhen(Effect.exit(session.await)),
+            Stream.runForEach((error) => this.#callback("onError", this.onError, error))
+          )
         )
-        // both subscribe as soon as they run: let them, before the caller can send anything
+        // they subscribe as soon as they run: let them, before the caller can send anything
         yield* Effect.yieldNow()
-        return { session, dispatchers: [events, states, errors] }
+        return { session, turns, dispatchers: [events, states, errors, speaking] }
       }),
       { signal: combined }
     )
@@ -643,6 +1023,19 @@ export class StreamingAvatarClient implements AsyncDisposable {
         })
       )
     )
+  }
+
+  /** `session.speaking`, in order, with the utterances' outcomes and the session's end, through one queue. */
+  #dispatchSpeaking(session: AvatarSession.AvatarSession, turns: Turns): Effect.Effect<void> {
+    return Effect.gen(function* () {
+      yield* Effect.fork(
+        Stream.runForEach(session.speaking.changes, (speaking) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => Queue.offer(turns.queue, { _tag: "Change", speaking, at }))
+        )
+      )
+      yield* Effect.fork(Effect.zipRight(Effect.exit(session.await), Queue.offer(turns.queue, { _tag: "End" })))
+      while (!turns.done) yield* turns.step(yield* Queue.take(turns.queue))
+    })
   }
 
   #dispatchStates(session: AvatarSession.AvatarSession): Effect.Effect<void> {

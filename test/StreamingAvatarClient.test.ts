@@ -421,6 +421,219 @@ describe("StreamingAvatarClient", () => {
   })
 })
 
+describe("turn-taking", () => {
+  /** The callbacks' reports, in order, as `started ID` and `ended ID interrupted playedMs`. */
+  const speakingLog = () => {
+    const seen: Array<string> = []
+    const ended: Array<{ id: string; interrupted: boolean; playedMs: number; at: number }> = []
+    return {
+      seen,
+      ended,
+      onSpeakingStarted: (id: string) => seen.push(`started ${id}`),
+      onSpeakingEnded: (id: string, e: { interrupted: boolean; playedMs: number }) => {
+        seen.push(`ended ${id}`)
+        ended.push({ id, ...e, at: Date.now() })
+      }
+    }
+  }
+
+  it.for([
+    ["with the server's audio_start / audio_end", {}],
+    ["without them (the playback model)", { noAudioEvents: true }]
+  ] as const)("onSpeakingStarted / onSpeakingEnded for two utterances in turn, %s", async ([, faults]) => {
+    const sim = await simulator({ instances: [{ faults }] })
+    const log = speakingLog()
+    await using client = await StreamingAvatarClient.connect({
+      ...optionsFor(sim, { pacing: "realtime" }),
+      onSpeakingStarted: log.onSpeakingStarted
+    })
+    // assigned later, like the other callbacks
+    client.onSpeakingEnded = log.onSpeakingEnded
+    const first = await client.sendAudio(pcm(16_000, 1), { waitForPlayout: true })
+    await until(
+      () => log.ended.length,
+      (n) => n === 1
+    )
+    const second = await client.sendAudioStream(unevenChunks(pcm(24_000, 2)), { waitForPlayout: true })
+    await until(
+      () => log.ended.length,
+      (n) => n === 2
+    )
+    expect(first).toStrictEqual({ interrupted: false, playedMs: 500, durationMs: 500 })
+    expect(second).toStrictEqual({ interrupted: false, playedMs: 750, durationMs: 750 })
+    const [a, b] = log.ended.map((e) => e.id)
+    expect(a).not.toBe(b)
+    expect(log.seen).toStrictEqual([`started ${a}`, `ended ${a}`, `started ${b}`, `ended ${b}`])
+    expect(log.ended.map(({ interrupted, playedMs }) => ({ interrupted, playedMs }))).toStrictEqual([
+      { interrupted: false, playedMs: 500 },
+      { interrupted: false, playedMs: 750 }
+    ])
+    // the avatar spoke each of them once, in that order (the model may call the end a
+    // millisecond before the player reaches it: let the player finish)
+    const segments = await until(
+      () => run(sim.playback(client.sessionId)),
+      (s) => s.every((segment) => !segment.playing)
+    )
+    expect(segments.map((s) => Math.round(s.playedMs))).toStrictEqual([500, 750])
+  })
+
+  it("sendAudio with waitForPlayout resolves once the avatar has finished speaking, not when written", async () => {
+    const sim = await simulator()
+    await using client = await StreamingAvatarClient.connect(optionsFor(sim, { pacing: "realtime" }))
+    const writtenAt = await client.sendAudio(pcm(1280 * 5)).then(() => Date.now())
+    const [short] = await until(
+      () => run(sim.playback(client.sessionId)),
+      (s) => s.length === 1 && !s[0].playing
+    )
+    // without the option it resolves once written: before the avatar has even begun
+    expect(writtenAt).toBeLessThan(short.startedAt)
+
+    const played = await client.sendAudio(pcm(32_000, 2), { waitForPlayout: true })
+    const resolvedAt = Date.now()
+    expect(played).toStrictEqual({ interrupted: false, playedMs: 1000, durationMs: 1000 })
+    const segments = await run(sim.playback(client.sessionId))
+    expect(segments).toHaveLength(2)
+    const segment = segments[1]
+    expect(segment).toMatchObject({ interrupted: false, playing: false })
+    // not before the player finished (1 ms for its fractional times), and within a frame of it
+    // (plus slack for a loaded machine)
+    expect(resolvedAt).toBeGreaterThanOrEqual(segment.endedAt - 1)
+    expect(resolvedAt - segment.endedAt).toBeLessThan(40 + 60)
+  })
+
+  it("interrupt() half way resolves with what was heard, as the simulator's player played it", async () => {
+    const sim = await simulator()
+    const log = speakingLog()
+    await using client = await StreamingAvatarClient.connect({
+      ...optionsFor(sim, { pacing: "realtime" }),
+      ...log
+    })
+    const playing = client.sendAudioStream(unevenChunks(pcm(64_000, 3)), { waitForPlayout: true })
+    await until(
+      () => run(sim.playback(client.sessionId)),
+      (s) => s.length === 1 && s[0].playedMs >= 900
+    )
+    const cut = await client.interrupt()
+    const [segment] = await run(sim.playback(client.sessionId))
+    expect(segment.interrupted).toBe(true)
+    expect(cut.utterance).toBe(log.seen[0]?.slice("started ".length))
+    // within a frame or two of what the player played before the cut
+    expect(Math.abs(cut.playedMs - segment.playedMs)).toBeLessThanOrEqual(80)
+    // each figure is rounded on its own
+    expect(Math.abs(cut.playedMs + cut.unplayedMs - 2000)).toBeLessThanOrEqual(1)
+    // the call waiting for playout hears the same (unrounded), and so does the callback
+    const played = await playing
+    expect(played).toMatchObject({ interrupted: true, durationMs: 2000 })
+    expect(Math.abs(played.playedMs - cut.playedMs)).toBeLessThanOrEqual(0.5)
+    await until(
+      () => log.ended.length,
+      (n) => n === 1
+    )
+    expect(log.ended[0]).toMatchObject({ id: cut.utterance, interrupted: true, playedMs: cut.playedMs })
+    expect(log.seen).toHaveLength(2)
+  })
+
+  it("an underrun: the stretch ends with what was heard so far, the utterance speaks again, and its last end is its outcome", async () => {
+    const sim = await simulator()
+    const log = speakingLog()
+    await using client = await StreamingAvatarClient.connect({
+      ...optionsFor(sim, { pacing: "realtime" }),
+      ...log
+    })
+    const speech = (async function* () {
+      yield pcm(15_360, 4) // 480 ms
+      await new Promise((resolve) => setTimeout(resolve, 1000)) // the producer falls behind
+      yield pcm(15_360, 5)
+    })()
+    const played = await client.sendAudioStream(speech, { waitForPlayout: true })
+    expect(played).toStrictEqual({ interrupted: false, playedMs: 960, durationMs: 960 })
+    await until(
+      () => log.ended.length,
+      (n) => n === 2
+    )
+    const id = log.ended[0].id
+    expect(log.seen).toStrictEqual([`started ${id}`, `ended ${id}`, `started ${id}`, `ended ${id}`])
+    expect(log.ended[0].interrupted).toBe(false)
+    expect(Math.abs(log.ended[0].playedMs - 480)).toBeLessThanOrEqual(40)
+    expect(log.ended[1]).toMatchObject({ interrupted: false, playedMs: 960 })
+    const segments = await until(
+      () => run(sim.playback(client.sessionId)),
+      (s) => s.every((segment) => !segment.playing)
+    )
+    expect(segments.map((s) => Math.round(s.playedMs))).toStrictEqual([480, 480])
+    // the first end was reported during the gap, not once the audio resumed
+    expect(log.ended[0].at).toBeLessThan(segments[1].startedAt - 200)
+  })
+
+  it("aborting a call that waits for playout stops the wait; what was sent plays on", async () => {
+    const sim = await simulator()
+    await using client = await StreamingAvatarClient.connect(optionsFor(sim))
+    const controller = new AbortController()
+    const started = Date.now()
+    const waiting = client.sendAudio(pcm(96_000), { waitForPlayout: true, signal: controller.signal })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    controller.abort()
+    const error = await rejection(waiting)
+    expect((error as Error).name).toBe("AbortError")
+    expect(Date.now() - started).toBeLessThan(1500)
+    const [segment] = await until(
+      () => run(sim.playback(client.sessionId)),
+      (s) => s.length === 1 && !s[0].playing
+    )
+    expect(segment).toMatchObject({ interrupted: false, playedMs: 3000 })
+  })
+
+  it("an aborted call stops reading its source by itself, though its utterance runs on the session", async () => {
+    const sim = await simulator()
+    // unpaced: the outbox drains as fast as the socket takes it, and would be refilled as fast
+    await using client = await StreamingAvatarClient.connect(optionsFor(sim))
+    const controller = new AbortController()
+    let pulled = 0
+    const endless = (async function* () {
+      while (true) {
+        pulled++
+        yield pcm(1280 * 10)
+      }
+    })()
+    const sending = client.sendAudioStream(endless, { waitForPlayout: true, signal: controller.signal })
+    await until(
+      () => pulled,
+      (n) => n > 10
+    )
+    controller.abort()
+    await rejection(sending)
+    const stoppedAt = pulled
+    // no interrupt(): nothing more is read to refill the outbox
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(pulled).toBe(stoppedAt)
+    const info = client.getConnectionInfo()
+    // at most the frames queued when the abort came, and the one being offered, were taken after it
+    expect(info.audio.framesAccepted).toBeLessThanOrEqual(stoppedAt * 10)
+  })
+
+  it("disconnect() while a call waits for playout: it rejects (session-closed) rather than waiting on", async () => {
+    const sim = await simulator()
+    const client = await StreamingAvatarClient.connect(optionsFor(sim))
+    const waiting = rejection(client.sendAudio(pcm(96_000), { waitForPlayout: true }))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await client.disconnect()
+    const error = await waiting
+    expect(error).toBeInstanceOf(AvatarError.AudioStreamError)
+    expect(error).toMatchObject({ reason: "session-closed" })
+  })
+
+  it("a bad playoutDelay throws from the constructor, naming it", () => {
+    let error: unknown
+    try {
+      new StreamingAvatarClient({ apiKey: API_KEY, avatarId: AVATAR, playoutDelay: -5 })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(AvatarError.ConfigurationError)
+    expect(error).toMatchObject({ option: "playoutDelay" })
+  })
+})
+
 describe("the package's side effects", () => {
   it("importing it changes no global (package.json says sideEffects: false)", () => {
     // a fresh process: what is on globalThis and on Symbol before and after the import; the
