@@ -6,7 +6,11 @@
  */
 import * as Net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { type AvatarSession, AvatarSimulator } from "../src/index.js"
@@ -229,7 +233,8 @@ describe("turn-taking against the simulator's player", () => {
       // never more than the avatar really played; less by at most what was never confirmed
       expect(outcome.playedMs).toBeLessThanOrEqual(truth)
       expect(truth - outcome.playedMs).toBeLessThanOrEqual(info.audio.framesUnconfirmed * FRAME)
-      expect(outcome.durationMs).toBe(outcome.playedMs)
+      // everything was written; what was lost with the connection counts as written, not heard
+      expect(outcome.durationMs).toBe(3000)
     }).pipe(Effect.scoped)
   )
 })
@@ -308,6 +313,27 @@ describe("turn-taking on a slow link", () => {
       // the arrival of frames inside a batch is estimated (evenly spread): a frame's worth of error
       expect(doneAt).toBeGreaterThanOrEqual(last.endedAt - FRAME - SLACK)
       within(doneAt, last.endedAt, 4 * FRAME + SLACK)
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("an utterance when the session closes under it", () => {
+  it.live("written and played end with session-closed, and session.errors ends", () =>
+    Effect.gen(function* () {
+      const sim = yield* AvatarSimulator.make()
+      const client = yield* clientFor(sim)
+      const scope = yield* Scope.make()
+      const session = yield* Scope.extend(client.session({ avatarId: AVATAR }), scope)
+      const errors = yield* Effect.fork(Stream.runCollect(session.errors))
+      const utterance = yield* session.say(Stream.make(pcm(32_000 * 5)))
+      yield* Effect.sleep("300 millis")
+      yield* Scope.close(scope, Exit.void)
+      const written = yield* Effect.flip(utterance.written).pipe(Effect.timeout("2 seconds"))
+      expect(written).toMatchObject({ _tag: "AudioStreamError", reason: "session-closed" })
+      const played = yield* Effect.flip(utterance.played).pipe(Effect.timeout("2 seconds"))
+      expect(played).toMatchObject({ _tag: "AudioStreamError", reason: "session-closed" })
+      expect(Chunk.size(yield* Fiber.join(errors).pipe(Effect.timeout("2 seconds")))).toBe(0)
+      expect((yield* SubscriptionRef.get(session.speaking))._tag).toBe("Silent")
     }).pipe(Effect.scoped)
   )
 })

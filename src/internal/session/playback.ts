@@ -42,6 +42,8 @@ export class Track {
   inFlight = 0
   /** Its first frame was written: it has a place in the playback. */
   begun = false
+  /** Milliseconds of it written to a connection that dropped before confirming them: never counted as heard. */
+  lostMs = 0
   /** Frames of it that a drop left unconfirmed would have played until then, had they arrived. */
   doubtfulUntil = Number.NEGATIVE_INFINITY
   /** Set once it is over: played to the end, or cut. */
@@ -52,8 +54,17 @@ export class Track {
   constructor(
     readonly id: string,
     /** Told once, when the outcome is known. */
-    private readonly onOutcome: (track: Track, played: Played) => void
+    private readonly onOutcome: (track: Track, played: Played) => void,
+    /** Told instead, once, when the session ended before its outcome was known. */
+    private readonly onClosed: (track: Track) => void
   ) {}
+
+  /** The session ended first: there will be no outcome. */
+  close(): void {
+    if (this.outcome !== undefined) return
+    this.outcome = { interrupted: true, playedMs: 0, durationMs: 0 }
+    this.onClosed(this)
+  }
 
   place(start: number, end: number): void {
     const n = this.segments.length
@@ -217,7 +228,7 @@ export class Playback {
       // not counted as heard, but it may be playing: the utterance is not over before it would end
       end = slot(end, frame.writtenAt + this.linkMs, this.delayMs) + frame.ms
       frame.track.doubtfulUntil = Math.max(frame.track.doubtfulUntil, end)
-      frame.track.durationMs -= frame.ms
+      frame.track.lostMs += frame.ms
       frame.track.inFlight--
     }
     this.pending = []
@@ -274,7 +285,11 @@ export class Playback {
       const end = Math.max(track.end ?? Number.NEGATIVE_INFINITY, track.doubtfulUntil)
       if (!track.finished || track.inFlight > 0 || end > now) return
       this.tracks.shift()
-      track.settle({ interrupted: false, playedMs: track.durationMs, durationMs: track.durationMs })
+      track.settle({
+        interrupted: false,
+        playedMs: Math.round(track.durationMs - track.lostMs),
+        durationMs: Math.round(track.durationMs)
+      })
     }
   }
 
@@ -293,17 +308,13 @@ export class Playback {
     let unplayedMs = 0
     let playedMs = 0
     all.forEach((track, i) => {
-      const played = track.playedBy(at)
-      const durationMs = track.durationMs + track.droppedMs
+      // whole milliseconds, the same in the interrupt's answer and in `played`, adding up
+      const played = Math.round(track.playedBy(at))
+      const durationMs = Math.round(track.durationMs + track.droppedMs)
       if (track === first) playedMs = played
       if (i >= from) unplayedMs += durationMs - played
       track.finished = true
-      // whole milliseconds, as the interrupt's own answer gives them
-      track.settle({
-        interrupted: played < durationMs,
-        playedMs: Math.round(played),
-        durationMs: Math.round(durationMs)
-      })
+      track.settle({ interrupted: played < durationMs, playedMs: played, durationMs })
     })
     for (const frame of this.pending) frame.track.inFlight--
     this.tracks = []

@@ -132,13 +132,10 @@ class Driver {
         uncork: connection.unsafeUncork,
         isOpen: connection.isOpen,
         requestConfirmation: () => {
-          // the ping leaves right behind the frames it confirms: its round trip bounds the link's own delay
+          // Its round trip is not the link's own: the ping queues behind the audio it confirms
+          // (on a slow link, by seconds). Only heartbeats measure the one-way time.
           const mark = outbox.written
-          const sentAt = clock.now()
-          connection.unsafePing((at) => {
-            turns.roundTrip(at - sentAt)
-            turns.confirmed(mark, at)
-          })
+          connection.unsafePing((at) => turns.confirmed(mark, at))
         },
         onStall: (bufferedBytes) =>
           connection.unsafeAbort(
@@ -270,8 +267,7 @@ class Driver {
   close(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const { lifecycle, outbox, events } = this.parts
-      if (lifecycle.phase._tag === "Closed")
-        return Effect.zipRight(PubSub.shutdown(events), this.parts.errors.shutdown)
+      if (lifecycle.phase._tag === "Closed") return Effect.zipRight(PubSub.shutdown(events), this.parts.errors.shutdown)
       const recovering = lifecycle.beginClosing()
       const graceful = Effect.gen(this, function* () {
         if (recovering) yield* Fiber.interrupt(recovering)
@@ -295,6 +291,7 @@ class Driver {
         for (const link of links) if (link) yield* this.retire(link)
         yield* this.end(Option.none())
         yield* PubSub.shutdown(events)
+        yield* this.parts.errors.shutdown
       })
       return Effect.ensuring(graceful, cleanup)
     }).pipe(
@@ -337,12 +334,8 @@ const makeParts = (options: Resolved, config: AvatarConfig["Type"], clock: Frame
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
     const holder: { outbox?: Outbox } = {}
-    const turns = new Turns(
-      options.sessionId,
-      Duration.toMillis(options.playoutDelay),
-      clock,
-      runtime,
-      () => holder.outbox?.target?.requestConfirmation()
+    const turns = new Turns(options.sessionId, Duration.toMillis(options.playoutDelay), clock, runtime, () =>
+      holder.outbox?.target?.requestConfirmation()
     )
     const outbox = new Outbox({
       capacity: options.capacity,

@@ -53,13 +53,20 @@ export class Turns {
   }
 
   /** A new utterance; `onPlayed` hears once how it ended. */
-  track(onPlayed: (played: Played) => void): Track {
-    const track = new Track(`${this.sessionId.slice(0, 8)}-u${++this.count}`, (done, played) => {
-      this.live.delete(done)
-      if (played.interrupted) AvatarMetrics.utterancesInterrupted.unsafeUpdate(1, [])
-      else AvatarMetrics.utterancesSpoken.unsafeUpdate(1, [])
-      onPlayed(played)
-    })
+  track(onPlayed: (played: Played) => void, onClosed: () => void = () => {}): Track {
+    const track = new Track(
+      `${this.sessionId.slice(0, 8)}-u${++this.count}`,
+      (done, played) => {
+        this.live.delete(done)
+        if (played.interrupted) AvatarMetrics.utterancesInterrupted.unsafeUpdate(1, [])
+        else AvatarMetrics.utterancesSpoken.unsafeUpdate(1, [])
+        onPlayed(played)
+      },
+      (done) => {
+        this.live.delete(done)
+        onClosed()
+      }
+    )
     this.live.add(track)
     return track
   }
@@ -112,8 +119,10 @@ export class Turns {
       this.eventsSeen = true
       const track = this.playback.started(now)
       if (this.playback.measured) AvatarMetrics.playoutDelay.unsafeUpdate(this.playback.delayMs, [])
-      if (this.current._tag === "Silent" || this.current.utterance !== track?.id) {
-        this.set(Speaking.Speaking({ utterance: track?.id ?? "", since: now }))
+      // an audio_start that matches no utterance of ours (audio from before a reconnect, a
+      // server of its own mind) leaves the state as the model has it
+      if (track !== undefined && (this.current._tag === "Silent" || this.current.utterance !== track.id)) {
+        this.set(Speaking.Speaking({ utterance: track.id, since: now }))
       }
     } else if (event === "audio_end") {
       this.eventsSeen = true
@@ -148,8 +157,11 @@ export class Turns {
     this.remove = this.clock.addTimer(this.timer)
   }
 
-  /** Stops the timer: the session has ended. */
+  /** The session has ended: what was not over yet ends where the avatar stands, and the timer stops. */
   stop(): void {
+    // utterances not over yet have no outcome: whoever waits for one hears that the session closed
+    for (const track of [...this.live]) track.close()
+    this.set(Speaking.Silent())
     this.remove?.()
     this.remove = undefined
     this.dueAt = Number.POSITIVE_INFINITY

@@ -245,16 +245,32 @@ export const make = (speaker: Speaker) => {
     Effect.gen(function* () {
       const written = yield* Deferred.make<void, AudioStreamError | E>()
       const played = yield* Deferred.make<AvatarSession.Played, AudioStreamError | E>()
-      const track = turns.track((outcome) => Deferred.unsafeDone(played, Exit.succeed(outcome)))
+      const closed = () =>
+        new AudioStreamError({
+          reason: "session-closed",
+          message: `The session closed before utterance ${track.id} was heard to its end`
+        })
+      const track = turns.track(
+        (outcome) => Deferred.unsafeDone(played, Exit.succeed(outcome)),
+        () => Deferred.unsafeDone(played, Exit.fail(closed()))
+      )
       yield* speakAs(track, speech).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
+        Effect.onExit((exit) => {
+          // the session closed under it: a typed end for whoever waits, not an interruption
+          const ended = Exit.isInterrupted(exit)
+            ? Exit.fail(
+                new AudioStreamError({
+                  reason: "session-closed",
+                  message: `The session closed while utterance ${track.id} was being spoken`
+                })
+              )
+            : exit
           // a failure ends `played` too (what was written still plays, but the utterance failed)
-          Effect.zipRight(
-            Deferred.done(written, exit),
-            Exit.isFailure(exit) ? Deferred.failCause(played, exit.cause) : Effect.void
+          return Effect.zipRight(
+            Deferred.done(written, ended),
+            Exit.isFailure(ended) ? Deferred.failCause(played, ended.cause) : Effect.void
           )
-        ),
+        }),
         Effect.forkIn(speaker.scope)
       )
       return {
