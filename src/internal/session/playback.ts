@@ -107,13 +107,58 @@ export class Track {
   }
 }
 
-/** A frame written but not yet confirmed. */
-interface Pending {
-  readonly track: Track
-  readonly ms: number
-  readonly writtenAt: number
-  /** The writer's count of frames once this one was written (what a confirmation mark counts). */
-  readonly index: number
+/**
+ * The frames written but not yet confirmed, oldest first, in parallel arrays: one is added per
+ * frame of every session, so an object each (and a copy of the array at every confirmation)
+ * would be garbage on the audio path.
+ */
+class InFlight {
+  private head = 0
+  private readonly owners: Array<Track> = []
+  private readonly durations: Array<number> = []
+  private readonly times: Array<number> = []
+  /** The writer's count of frames once each was written (what a confirmation mark counts). */
+  private readonly indexes: Array<number> = []
+
+  get size(): number {
+    return this.owners.length - this.head
+  }
+  track(i: number): Track {
+    return this.owners[this.head + i]!
+  }
+  ms(i: number): number {
+    return this.durations[this.head + i]!
+  }
+  writtenAt(i: number): number {
+    return this.times[this.head + i]!
+  }
+  index(i: number): number {
+    return this.indexes[this.head + i]!
+  }
+  push(track: Track, ms: number, writtenAt: number, index: number): void {
+    this.owners.push(track)
+    this.durations.push(ms)
+    this.times.push(writtenAt)
+    this.indexes.push(index)
+  }
+  /** Forgets the `n` oldest; the arrays are compacted once most of them is forgotten. */
+  drop(n: number): void {
+    this.head += n
+    if (this.head === this.owners.length) this.clear()
+    else if (this.head > 256 && this.head * 2 > this.owners.length) {
+      for (const array of [this.owners, this.durations, this.times, this.indexes] as Array<Array<unknown>>) {
+        array.splice(0, this.head)
+      }
+      this.head = 0
+    }
+  }
+  clear(): void {
+    this.head = 0
+    this.owners.length = 0
+    this.durations.length = 0
+    this.times.length = 0
+    this.indexes.length = 0
+  }
 }
 
 /** A stretch of speech after silence, as the model expects it: when its first frame arrives. */
@@ -146,7 +191,7 @@ export class Playback {
   private confirmedEnd = Number.NEGATIVE_INFINITY
   /** The end of the last written frame, as placed when it was written. */
   private writtenEnd = Number.NEGATIVE_INFINITY
-  private pending: Array<Pending> = []
+  private readonly pending = new InFlight()
   private starts: Array<SegmentStart> = []
   /** Utterances whose outcome is not known yet, in the order their audio began. */
   private tracks: Array<Track> = []
@@ -179,7 +224,7 @@ export class Playback {
       this.starts.push({ track, arrival })
     }
     this.writtenEnd = start + ms
-    this.pending.push({ track, ms, writtenAt: now, index })
+    this.pending.push(track, ms, now, index)
     return start
   }
 
@@ -195,43 +240,44 @@ export class Playback {
 
   /** The server confirmed every frame counted by `mark`: it had read them when it answered at `at`. */
   confirmed(mark: number, at: number): void {
+    const pending = this.pending
     let n = 0
-    while (n < this.pending.length && this.pending[n]!.index <= mark) n++
+    while (n < pending.size && pending.index(n) <= mark) n++
     if (n === 0) return
     // the server had read the batch's last frame by the time it answered: the link held it this long
     const readBy = at - this.oneWayMs
-    this.linkMs = Math.max(0, readBy - this.pending[n - 1]!.writtenAt)
+    this.linkMs = Math.max(0, readBy - pending.writtenAt(n - 1))
     // A last frame held longer than a frame's duration means a backlog: the link is slower than
     // the writer, and the batch trickled in, in order, since the last answer; spread it evenly
     // over that time. Otherwise each frame arrived as soon after it left as the last one did.
-    const backlog = this.linkMs > this.pending[n - 1]!.ms
-    const from = Math.max(this.lastReadBy, this.pending[0]!.writtenAt)
+    const backlog = this.linkMs > pending.ms(n - 1)
+    const from = Math.max(this.lastReadBy, pending.writtenAt(0))
     this.lastReadBy = readBy
     for (let i = 0; i < n; i++) {
-      const frame = this.pending[i]!
-      const arrival = backlog
-        ? Math.max(frame.writtenAt, from + ((readBy - from) * (i + 1)) / n)
-        : frame.writtenAt + this.linkMs
+      const writtenAt = pending.writtenAt(i)
+      const arrival = backlog ? Math.max(writtenAt, from + ((readBy - from) * (i + 1)) / n) : writtenAt + this.linkMs
       const start = slot(this.confirmedEnd, arrival, this.delayMs)
-      this.confirmedEnd = start + frame.ms
-      frame.track.place(start, this.confirmedEnd)
-      frame.track.inFlight--
+      this.confirmedEnd = start + pending.ms(i)
+      pending.track(i).place(start, this.confirmedEnd)
+      pending.track(i).inFlight--
     }
-    this.pending = this.pending.slice(n)
+    pending.drop(n)
   }
 
   /** The connection dropped: frames it had not confirmed may never have arrived, so none of them play. */
   lost(): number {
-    const lost = this.pending.length
+    const pending = this.pending
+    const lost = pending.size
     let end = this.confirmedEnd
-    for (const frame of this.pending) {
+    for (let i = 0; i < lost; i++) {
+      const track = pending.track(i)
       // not counted as heard, but it may be playing: the utterance is not over before it would end
-      end = slot(end, frame.writtenAt + this.linkMs, this.delayMs) + frame.ms
-      frame.track.doubtfulUntil = Math.max(frame.track.doubtfulUntil, end)
-      frame.track.lostMs += frame.ms
-      frame.track.inFlight--
+      end = slot(end, pending.writtenAt(i) + this.linkMs, this.delayMs) + pending.ms(i)
+      track.doubtfulUntil = Math.max(track.doubtfulUntil, end)
+      track.lostMs += pending.ms(i)
+      track.inFlight--
     }
-    this.pending = []
+    pending.clear()
     this.writtenEnd = this.confirmedEnd
     return lost
   }
@@ -239,12 +285,13 @@ export class Playback {
   /** The utterance the avatar speaks at `now` by the model (confirmed frames, then those in flight), if any. */
   speakingAt(now: number): Track | undefined {
     for (const track of this.tracks) if (track.playsAt(now)) return track
+    const pending = this.pending
     let end = this.confirmedEnd
-    for (const frame of this.pending) {
-      const start = slot(end, frame.writtenAt + this.linkMs, this.delayMs)
-      end = start + frame.ms
+    for (let i = 0; i < pending.size; i++) {
+      const start = slot(end, pending.writtenAt(i) + this.linkMs, this.delayMs)
+      end = start + pending.ms(i)
       if (start > now) break
-      if (now < end) return frame.track
+      if (now < end) return pending.track(i)
     }
     return undefined
   }
@@ -261,21 +308,27 @@ export class Playback {
       if (edge !== undefined && edge < next) next = edge
       if (track.doubtfulUntil > now && track.doubtfulUntil < next) next = track.doubtfulUntil
     }
+    next = this.nextPendingEdge(now, next)
+    return Number.isFinite(next) ? next : undefined
+  }
+
+  /** The first edge of the frames in flight, as placed provisionally, after `now` and before `next`. */
+  private nextPendingEdge(now: number, next: number): number {
+    const pending = this.pending
     let end = this.confirmedEnd
     let owner: Track | undefined
-    for (const frame of this.pending) {
-      const start = slot(end, frame.writtenAt + this.linkMs, this.delayMs)
+    for (let i = 0; i < pending.size; i++) {
+      const start = slot(end, pending.writtenAt(i) + this.linkMs, this.delayMs)
       // a gap, or another utterance: the run before it ends, this one starts
-      if ((start > end || frame.track !== owner) && start > now) {
+      if ((start > end || pending.track(i) !== owner) && start > now) {
         if (end > now && end < next) next = end
         if (start < next) next = start
       }
       if (start > next) break
-      end = start + frame.ms
-      owner = frame.track
+      end = start + pending.ms(i)
+      owner = pending.track(i)
     }
-    if (end > now && end < next) next = end
-    return Number.isFinite(next) ? next : undefined
+    return end > now && end < next ? end : next
   }
 
   /** Utterances over by `now` (finished, all confirmed, the last frame played) complete. */
@@ -316,9 +369,9 @@ export class Playback {
       track.finished = true
       track.settle({ interrupted: played < durationMs, playedMs: played, durationMs })
     })
-    for (const frame of this.pending) frame.track.inFlight--
+    for (let i = 0; i < this.pending.size; i++) this.pending.track(i).inFlight--
     this.tracks = []
-    this.pending = []
+    this.pending.clear()
     this.starts = []
     this.confirmedEnd = at
     this.writtenEnd = at
