@@ -829,7 +829,7 @@ export class StreamingAvatarClient implements AsyncDisposable {
         framesUnconfirmed: 0,
         bytesWritten: 0
       },
-      playback: { playoutDelayMs: 100, measured: false }
+      playback: { playoutDelayMs: SessionOptions.DEFAULT_PLAYOUT_DELAY_MS, measured: false }
     }
   }
 

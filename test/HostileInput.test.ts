@@ -108,6 +108,8 @@ describe("hostile input through the Effect API", () => {
         ["lead", { lead: "soon" }],
         ["lead", { lead: Number.NaN }],
         ["lead", { lead: "Infinity" }],
+        ["playoutDelay", { playoutDelay: "-100 millis" }],
+        ["playoutDelay", { playoutDelay: Number.NaN }],
         ["avatarId", { avatarId: 123 }],
         ["sessionId", { sessionId: 5 }],
         ["pacing", { pacing: "fast" }],

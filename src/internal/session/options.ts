@@ -88,30 +88,37 @@ const negative = (input: unknown): boolean =>
   (typeof input === "string" && input.trim().startsWith("-")) ||
   (Array.isArray(input) && input.some((part) => typeof part === "number" && part < 0))
 
-/** The lead in milliseconds: a finite duration of zero or more (default 1 second). */
-export const checkLead = (input: unknown): Either.Either<number, ConfigurationError> => {
-  if (input === undefined) return Either.right(1000)
-  const invalid = refuse(
-    "lead",
-    `lead must be a finite duration of zero or more, such as 200 or "200 millis" (got ${describe(input)})`
-  )
-  if (negative(input) || (typeof input === "number" && Number.isNaN(input))) return Either.left(invalid)
-  const lead = Duration.decodeUnknown(input)
-  return Option.isSome(lead) && Duration.isFinite(lead.value)
-    ? Either.right(Duration.toMillis(lead.value))
-    : Either.left(invalid)
-}
-
-/** The playout delay in milliseconds: zero or more (default 100 ms). */
-const checkDelay = (input: unknown): Either.Either<number, ConfigurationError> => {
-  if (input === undefined) return Either.right(100)
-  const delay = negative(input) ? Option.none() : Duration.decodeUnknown(input)
-  return Option.isSome(delay) && Duration.isFinite(delay.value)
-    ? Either.right(Duration.toMillis(delay.value))
+/**
+ * A duration of zero or more, in milliseconds, for options where zero means "none" (so
+ * `AvatarConfig.validDuration`, which wants more than zero, does not fit): `fallbackMs` when
+ * left out.
+ */
+const nonNegativeMs = (
+  option: string,
+  input: unknown,
+  fallbackMs: number
+): Either.Either<number, ConfigurationError> => {
+  if (input === undefined) return Either.right(fallbackMs)
+  const decoded =
+    negative(input) || (typeof input === "number" && Number.isNaN(input))
+      ? Option.none()
+      : Duration.decodeUnknown(input)
+  return Option.isSome(decoded) && Duration.isFinite(decoded.value)
+    ? Either.right(Duration.toMillis(decoded.value))
     : Either.left(
-        refuse("playoutDelay", `playoutDelay must be a finite duration of zero or more (got ${describe(input)})`)
+        refuse(
+          option,
+          `${option} must be a finite duration of zero or more, such as 200 or "200 millis" (got ${describe(input)})`
+        )
       )
 }
+
+/** Until `audio_start` events measure it: a server's jitter buffer and rendering. */
+export const DEFAULT_PLAYOUT_DELAY_MS = 100
+
+/** The lead in milliseconds (default 1 second). */
+export const checkLead = (input: unknown): Either.Either<number, ConfigurationError> =>
+  nonNegativeMs("lead", input, 1000)
 
 const count = (option: string, value: unknown, fallback: number, least: number, whole: boolean) => {
   if (value === undefined) return Either.right(fallback)
@@ -169,7 +176,9 @@ export const validate = (
       stallMs: Duration.toMillis(
         yield* AvatarConfig.validDuration("stallTimeout", options.stallTimeout, Duration.seconds(10))
       ),
-      playoutDelay: Duration.millis(yield* checkDelay(options.playoutDelay)),
+      playoutDelay: Duration.millis(
+        yield* nonNegativeMs("playoutDelay", options.playoutDelay, DEFAULT_PLAYOUT_DELAY_MS)
+      ),
       retry: options.retry ?? defaultRetry(config.maxRetryAttempts)
     }
   })

@@ -18,6 +18,7 @@ import type * as AvatarSession from "../../AvatarSession.js"
 import type { FrameClockService } from "../dataplane/frameClock.js"
 import { Framer } from "../dataplane/framer.js"
 import type { Outbox } from "../dataplane/outbox.js"
+import { describe } from "./options.js"
 import type { Track, Turns } from "./turns.js"
 
 /** What the utterances of a session share. */
@@ -34,9 +35,6 @@ export interface Speaker {
   /** Where `say` runs its utterances: the session's scope. */
   readonly scope: Scope.Scope
 }
-
-const describeChunk = (chunk: unknown) =>
-  chunk === null ? "null" : Array.isArray(chunk) ? "an array" : typeof chunk === "object" ? "an object" : typeof chunk
 
 /**
  * A chunk as bytes: a `Uint8Array` (a `Buffer` too) as it is, any other view of binary data
@@ -166,7 +164,7 @@ class Utterance {
   private notBytes(chunk: unknown): AudioStreamError {
     return new AudioStreamError({
       reason: "not-pcm",
-      message: `Audio chunks must be Uint8Array (or Buffer, ArrayBuffer, or another typed array) of 16 kHz 16-bit mono PCM; got ${describeChunk(chunk)}. The frames before it were taken.`
+      message: `Audio chunks must be Uint8Array (or Buffer, ArrayBuffer, or another typed array) of 16 kHz 16-bit mono PCM; got ${describe(chunk)}. The frames before it were taken.`
     })
   }
 }
