@@ -46,6 +46,8 @@ export class Track {
   lostMs = 0
   /** Frames of it that a drop left unconfirmed would have played until then, had they arrived. */
   doubtfulUntil = Number.NEGATIVE_INFINITY
+  /** Its session closed before it was over: it has no outcome. */
+  private closed = false
   /** Set once it is over: played to the end, or cut. */
   outcome: Played | undefined = undefined
   /** Confirmed placement: [start, end) pairs in clock time, merged where contiguous. */
@@ -61,9 +63,14 @@ export class Track {
 
   /** The session ended first: there will be no outcome. */
   close(): void {
-    if (this.outcome !== undefined) return
-    this.outcome = { interrupted: true, playedMs: 0, durationMs: 0 }
+    if (this.over) return
+    this.closed = true
     this.onClosed(this)
+  }
+
+  /** Nothing more will be heard of it: played to the end, cut, or its session closed. */
+  get over(): boolean {
+    return this.outcome !== undefined || this.closed
   }
 
   place(start: number, end: number): void {
@@ -101,7 +108,7 @@ export class Track {
   }
 
   settle(outcome: Played): void {
-    if (this.outcome !== undefined) return
+    if (this.over) return
     this.outcome = outcome
     this.onOutcome(this, outcome)
   }
@@ -355,7 +362,7 @@ export class Playback {
 
   /** The avatar stops at `at` (when the server read the interrupt): every utterance not over is cut there. */
   cut(at: number, waiting: ReadonlyArray<Track>): Cut {
-    const all = [...this.tracks, ...waiting.filter((t) => !this.tracks.includes(t) && t.outcome === undefined)]
+    const all = [...this.tracks, ...waiting.filter((t) => !this.tracks.includes(t) && !t.over)]
     const first = all.find((t) => t.playsAt(at)) ?? all.find((t) => (t.end ?? Number.POSITIVE_INFINITY) > at)
     const from = first === undefined ? all.length : all.indexOf(first)
     let unplayedMs = 0

@@ -276,7 +276,7 @@ export const make = (speaker: Speaker) => {
         written: Deferred.await(written),
         played: Deferred.await(played),
         interrupt: Effect.suspend(() =>
-          track.outcome === undefined
+          !track.over
             ? speaker.interrupt
             : Effect.succeed({ utterance: undefined, playedMs: 0, unplayedMs: 0, droppedFrames: 0 })
         )
