@@ -9,7 +9,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import { type AvatarSession, AvatarSimulator } from "../src/index.js"
-import { clientFor, io, pcm } from "./support.js"
+import { clientFor, eventually, io, pcm } from "./support.js"
 
 const AVATAR = "dvp_Tristan_cloth2_1080P"
 
@@ -28,12 +28,19 @@ const recordSpeaking = (session: AvatarSession.AvatarSession) =>
     return seen
   })
 
+/**
+ * Waits (on the real clock, test time standing still) until the first frame is on the socket,
+ * so that the utterance is written at test time 0 however slow the machine is.
+ */
+const firstFrameWritten = (session: AvatarSession.AvatarSession) =>
+  eventually(session.info, (i) => i.audio.framesWritten > 0)
+
 /** Moves test time on in steps, letting the sockets do their I/O between them. */
 const advance = (ms: number, step = 20) =>
   Effect.gen(function* () {
     for (let t = 0; t < ms; t += step) {
       yield* TestClock.adjust(`${Math.min(step, ms - t)} millis`)
-      yield* io(5)
+      yield* io(10)
     }
   })
 
@@ -45,7 +52,7 @@ describe("turn-taking on the TestClock", () => {
       const session = yield* client.session({ avatarId: AVATAR, playoutDelay: "100 millis" })
       const seen = yield* recordSpeaking(session)
       const utterance = yield* session.say(Stream.make(pcm(32_000)))
-      yield* io(30)
+      yield* firstFrameWritten(session)
       const played = yield* Effect.fork(utterance.played)
       yield* advance(1000)
       expect(played.unsafePoll()).toBeNull()
@@ -68,7 +75,7 @@ describe("turn-taking on the TestClock", () => {
         Stream.fromEffect(Effect.sleep("1000 millis").pipe(Effect.as(pcm(15_360, 2))))
       )
       const utterance = yield* session.say(speech)
-      yield* io(30)
+      yield* firstFrameWritten(session)
       yield* advance(2000)
       const outcome = yield* utterance.played
       expect(outcome).toStrictEqual({ interrupted: false, playedMs: 960, durationMs: 960 })
@@ -88,15 +95,19 @@ describe("turn-taking on the TestClock", () => {
       const client = yield* clientFor(sim)
       const session = yield* client.session({ avatarId: AVATAR, playoutDelay: "100 millis", lead: "200 millis" })
       const utterance = yield* session.say(Stream.make(pcm(64_000)))
-      yield* io(30)
+      yield* firstFrameWritten(session)
       yield* advance(700)
       const result = yield* Effect.fork(session.interrupt)
       yield* io(30)
       const heard = yield* Fiber.join(result)
-      expect(heard).toMatchObject({ utterance: utterance.id, playedMs: 600 })
-      expect(heard.unplayedMs).toBe(1400)
+      // 600 ms had played (it began at 100). The model places frames by when the server's answers
+      // come back; on a loaded machine one may come back a step of test time late, which places
+      // the audio that step (20 ms) later: never more heard than played, never a step more.
+      expect(heard.utterance).toBe(utterance.id)
+      expect([580, 600]).toContain(heard.playedMs)
+      expect(heard.unplayedMs).toBe(2000 - heard.playedMs)
       expect(heard.droppedFrames).toBeGreaterThan(0)
-      expect(yield* utterance.played).toStrictEqual({ interrupted: true, playedMs: 600, durationMs: 2000 })
+      expect(yield* utterance.played).toStrictEqual({ interrupted: true, playedMs: heard.playedMs, durationMs: 2000 })
       expect((yield* SubscriptionRef.get(session.speaking))._tag).toBe("Silent")
     })
   )
