@@ -278,6 +278,17 @@ export interface Options {
    * @since 0.2.0
    */
   readonly playoutDelay?: Duration.DurationInput
+  /**
+   * Serve the inspector: a live page at `/inspector` on the discovery server (see
+   * {@link Service.inspectorUrl}) that shows every session, its audio as a waveform, each
+   * frame's arrival against its slot, the drops and reconnects, the playback, and the fault
+   * switches as controls; its data is JSON under `/inspector/api/` (docs/inspector.md).
+   * Default `false`: the path is then a 404. It reads what the simulator records anyway; the
+   * waveform and the audio need `recordAudio` (the default).
+   *
+   * @since 0.2.0
+   */
+  readonly inspector?: boolean
 }
 
 /**
@@ -432,6 +443,12 @@ export interface InstanceInfo {
 export interface Service {
   /** e.g. `http://127.0.0.1:PORT/streamingAvatar/service_status` */
   readonly discoveryUrl: string
+  /**
+   * With {@link Options.inspector}, the inspector's page, e.g. `http://127.0.0.1:PORT/inspector`.
+   *
+   * @since 0.2.0
+   */
+  readonly inspectorUrl: string | undefined
   readonly instances: ReadonlyArray<InstanceInfo>
   /**
    * Replaces that instance's faults (and restarts its `tooSoon` and `refuseFirst` counts).
@@ -566,6 +583,12 @@ export const layer = (options?: Options): Layer.Layer<AvatarSimulator> =>
 export interface Running {
   /** e.g. `http://127.0.0.1:PORT/streamingAvatar/service_status` */
   readonly discoveryUrl: string
+  /**
+   * With {@link Options.inspector}, the inspector's page.
+   *
+   * @since 0.2.0
+   */
+  readonly inspectorUrl: string | undefined
   readonly instances: ReadonlyArray<InstanceInfo>
   /** The Effect API of the same simulator: faults, drops, and the full record. */
   readonly service: Service
@@ -611,6 +634,7 @@ export const start = async (options?: Options): Promise<Running> => {
   }
   return {
     discoveryUrl: service.discoveryUrl,
+    inspectorUrl: service.inspectorUrl,
     instances: service.instances,
     service,
     audio: (sessionId) => Effect.runPromise(service.audio(sessionId)),

@@ -3,6 +3,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import type * as AvatarSimulator from "../../AvatarSimulator.js"
 import * as Constants from "../constants.js"
+import * as Inspector from "./inspector/app.js"
 import type * as Instance from "./instance.js"
 import type * as Records from "./records.js"
 
@@ -64,6 +65,7 @@ const overridden = (context: DiscoveryContext, behaviour: AvatarSimulator.Discov
  */
 export class Discovery {
   private behaviour: AvatarSimulator.DiscoveryBehaviour = {}
+  private inspector: ReturnType<typeof Inspector.make> | undefined = undefined
 
   constructor(private readonly context: DiscoveryContext) {}
 
@@ -71,11 +73,19 @@ export class Discovery {
     this.behaviour = behaviour
   }
 
+  /** Serves the inspector under `/inspector` from now on; without it, that path is a 404. */
+  unsafeServeInspector(inspector: ReturnType<typeof Inspector.make>): void {
+    this.inspector = inspector
+  }
+
   get app(): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> {
     const context = this.context
     return Effect.gen(this, function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const url = new URL(request.url, "http://simulator")
+      // the inspector's requests are not discovery requests: not recorded, never delayed
+      if (this.inspector !== undefined && Inspector.owns(url.pathname))
+        return yield* this.inspector(request, url.pathname)
       const accepted = context.keyAccepted(request.headers.api_key)
       context.records.unsafeDiscoveryRequest({
         query: Object.fromEntries(url.searchParams),

@@ -94,6 +94,8 @@ interface Rule<A> {
    * of these is set, and it learns which they are from here.
    */
   readonly afterFrames: boolean
+  /** Its value is an object of fields (what a JSON body must give it). */
+  readonly object?: true
 }
 
 type Rules = { readonly [K in keyof AvatarSimulator.Faults]-?: Rule<NonNullable<AvatarSimulator.Faults[K]>> }
@@ -107,6 +109,7 @@ const rules: Rules = {
   occupied: flag,
   tooSoon: { check: (path, n) => wholeProblem(path, n, 0), afterFrames: false },
   refuseFirst: {
+    object: true,
     check: (path, refuse) =>
       first(
         refuse.code === 4001 || refuse.code === 4003 || refuse.code === 4004
@@ -124,11 +127,13 @@ const rules: Rules = {
   agoraConnectedDelay: duration,
   noAck: flag,
   commandError: {
+    object: true,
     check: (path, error) =>
       first(wholeProblem(`${path}.code`, error.code, 0), textProblem(`${path}.message`, error.message)),
     afterFrames: false
   },
   errorAfterFrames: {
+    object: true,
     check: (path, error) =>
       first(
         wholeProblem(`${path}.frames`, error.frames, 1),
@@ -139,6 +144,7 @@ const rules: Rules = {
   },
   ackDelay: duration,
   dropAfterFrames: {
+    object: true,
     check: (path, drop) =>
       first(
         wholeProblem(`${path}.frames`, drop.frames, 1),
@@ -149,6 +155,7 @@ const rules: Rules = {
   },
   stall: flag,
   malformed: {
+    object: true,
     check: (path, malformed) =>
       first(
         wholeProblem(`${path}.afterFrames`, malformed.afterFrames, 1),
@@ -178,6 +185,29 @@ export const validate = (faults: AvatarSimulator.Faults): Problem | undefined =>
     if (found !== undefined) return found
   }
   return undefined
+}
+
+/**
+ * The same judgement of faults that come as data from outside (the inspector's JSON), which
+ * the types do not vouch for: an object of known fields, each of the right kind.
+ *
+ * @internal
+ */
+export const validateUnknown = (faults: unknown): Problem | undefined => {
+  if (typeof faults !== "object" || faults === null || Array.isArray(faults)) {
+    return problem("faults", `${JSON.stringify(faults)} is not an object of fault switches`)
+  }
+  for (const [key, value] of Object.entries(faults)) {
+    const rule = (rules as Record<string, Rule<unknown> | undefined>)[key]
+    if (rule === undefined) {
+      return problem(key, `there is no such fault; the faults are ${keys.join(", ")}`)
+    }
+    if (value === null) return problem(key, "null is not a value: leave the fault out to turn it off")
+    if (rule.object === true && (typeof value !== "object" || Array.isArray(value))) {
+      return problem(key, `${show(value)} is not an object of its fields`)
+    }
+  }
+  return validate(faults as AvatarSimulator.Faults)
 }
 
 /** @internal Some fault acts after N chat frames: computed when faults change, read on every frame. */

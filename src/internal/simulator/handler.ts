@@ -51,18 +51,25 @@ const answer = (
 ): Effect.Effect<void> => {
   const faults = connection.instance.faults
   const messages = context.messages
+  // recorded once it has left, for the inspector: a stall holds it back
+  const answered = (kind: "ack" | "error") => Effect.sync(() => connection.record.unsafeAnswered(mid, kind))
   let effect: Effect.Effect<void>
   if (faults.commandError !== undefined && kind !== "leave_channel") {
-    effect = send(
-      messages.encode("error", {
-        error_code: faults.commandError.code,
-        error_message: faults.commandError.message,
-        original_mid: mid
-      })
+    effect = Effect.zipRight(
+      send(
+        messages.encode("error", {
+          error_code: faults.commandError.code,
+          error_message: faults.commandError.message,
+          original_mid: mid
+        })
+      ),
+      answered("error")
     )
   } else {
     const ack =
-      faults.noAck === true ? Effect.void : send(messages.encode("ack", { original_mid: mid, status: "success" }))
+      faults.noAck === true
+        ? Effect.void
+        : Effect.zipRight(send(messages.encode("ack", { original_mid: mid, status: "success" })), answered("ack"))
     if (kind === "set-params" && faults.noAgoraConnected !== true) {
       const agora = send(messages.encode("system", { status: "agora_connected", channel_id: channel ?? "" }))
       effect = Effect.zipRight(

@@ -286,6 +286,11 @@ export class Players {
     this.of(connection.record.sessionId).unsafeInterrupt(at)
   }
 
+  /** The jitter buffer every player keeps, in milliseconds. */
+  get playoutDelayMs(): number {
+    return this.host.playoutDelayMs
+  }
+
   playback(sessionId: string): ReadonlyArray<AvatarSimulator.PlayedSegment> {
     return this.bySession.get(sessionId)?.snapshot(this.host.clock.unsafeCurrentTimeMillis()) ?? []
   }

@@ -3,6 +3,13 @@ import type * as Clock from "effect/Clock"
 import type * as AvatarSimulator from "../../AvatarSimulator.js"
 import * as Wav from "./wav.js"
 
+/** @internal An answer to a command, as it left. */
+export interface Answer {
+  readonly mid: string
+  readonly kind: "ack" | "error"
+  readonly at: number
+}
+
 /**
  * What one connection received. The per-frame path is a few property writes: no fiber, no
  * Effect, no allocation beyond the frame itself, and none at all when audio is not recorded.
@@ -20,6 +27,9 @@ export class ConnectionRecord {
   private open = false
   private closeCode: number | undefined = undefined
   private dropped = false
+  private closedAt: number | undefined = undefined
+  /** What the simulator answered each command with, and when it left: a few per session, never per frame. */
+  private readonly answers: Array<Answer> = []
 
   constructor(
     readonly id: number,
@@ -30,8 +40,22 @@ export class ConnectionRecord {
     /** The audio of the session, shared by its connections; absent when audio is not recorded. */
     private readonly audio: Array<Uint8Array> | undefined,
     /** The session's WAV file, shared by its connections; absent without `saveDir`. */
-    private readonly wav: Wav.GrowingWav | undefined
+    private readonly wav: Wav.GrowingWav | undefined,
+    /** The simulator's clock, for the times of the connection's edges and answers. */
+    private readonly clock: Clock.Clock,
+    /** When the upgrade arrived. */
+    readonly openedAt: number = clock.unsafeCurrentTimeMillis()
   ) {}
+
+  /** When the connection ended, once it has. */
+  get endedAt(): number | undefined {
+    return this.closedAt
+  }
+
+  /** The answers that have left, in order. */
+  get answered(): ReadonlyArray<Answer> {
+    return this.answers
+  }
 
   get frameCount(): number {
     return this.chatFrames
@@ -83,15 +107,45 @@ export class ConnectionRecord {
     this.dropped = dropped
   }
 
+  /** An answer to the command `mid` has left (an ack, or an error that names it). */
+  unsafeAnswered(mid: string, kind: Answer["kind"]): void {
+    this.answers.push({ mid, kind, at: this.clock.unsafeCurrentTimeMillis() })
+  }
+
   unsafeClosed(code: number): void {
     this.open = false
     this.closeCode = code
+    this.closedAt = this.clock.unsafeCurrentTimeMillis()
     // a reconnect opens it again: a long run does not keep a descriptor per session
     this.wav?.unsafeClose()
   }
 
   hasMid(mid: string): boolean {
     return this.mids.includes(mid)
+  }
+
+  /**
+   * The same fields as `snapshot`, over the record's own arrays rather than copies: for the
+   * inspector, which reads them a few times a second and changes nothing.
+   */
+  peek(): AvatarSimulator.SessionRecord {
+    return {
+      id: this.id,
+      instance: this.instance,
+      sessionId: this.sessionId,
+      avatarId: this.avatarId,
+      frames: this.frames,
+      frameCount: this.chatFrames,
+      audioBytes: this.audioBytes,
+      mids: this.mids,
+      commands: this.commands,
+      pings: this.pings,
+      invalid: this.invalid,
+      refusedWith: this.refusedWith,
+      open: this.open,
+      closeCode: this.closeCode,
+      dropped: this.dropped
+    }
   }
 
   snapshot(): AvatarSimulator.SessionRecord {
@@ -131,8 +185,14 @@ export class Records {
   constructor(
     private readonly recordAudio: boolean,
     /** Where each session's audio is written as a WAV as it arrives, if anywhere. */
-    private readonly saveDir: string | undefined
+    private readonly saveDir: string | undefined,
+    private readonly clock: Clock.Clock
   ) {}
+
+  /** Every connection, in order, as it is now. */
+  get all(): ReadonlyArray<ConnectionRecord> {
+    return this.connections
+  }
 
   unsafeConnection(
     instance: number,
@@ -147,7 +207,8 @@ export class Records {
       avatarId,
       refusedWith,
       this.recordAudio ? this.chunksOf(sessionId) : undefined,
-      this.saveDir === undefined ? undefined : this.wavOf(this.saveDir, sessionId)
+      this.saveDir === undefined ? undefined : this.wavOf(this.saveDir, sessionId),
+      this.clock
     )
     this.connections.push(record)
     return record

@@ -10,6 +10,7 @@ import type * as Connection from "./connection.js"
 import * as Discovery from "./discovery.js"
 import * as Faults from "./faults.js"
 import * as Hostile from "./hostile.js"
+import * as Inspector from "./inspector/app.js"
 import * as Instance from "./instance.js"
 import * as Messages from "./messages.js"
 import * as Player from "./player.js"
@@ -76,6 +77,7 @@ interface Parts {
   readonly hostile: Hostile.Hostile
   readonly error: MakeError
   readonly players: Player.Players
+  readonly inspectorUrl: string | undefined
 }
 
 /** What the simulator reads and writes besides its sockets, on the platform's file system. */
@@ -103,6 +105,7 @@ const service = (parts: Parts): AvatarSimulator.Service => {
   const everyConnection = () => instances.flatMap((i) => Array.from(i.connections))
   return {
     discoveryUrl: parts.discoveryUrl,
+    inspectorUrl: parts.inspectorUrl,
     instances: instances.map((i) => ({
       index: i.index,
       host: parts.advertisedHost,
@@ -183,7 +186,7 @@ export const make = (
         `cannot create the saveDir ${saveDir}`
       )
     }
-    const records = new Records.Records(options.recordAudio ?? true, saveDir)
+    const records = new Records.Records(options.recordAudio ?? true, saveDir, yield* Effect.clock)
     // after the goodbye below, which closes the connections and with them their files
     yield* Effect.addFinalizer(() => Effect.sync(() => records.unsafeCloseFiles()))
     const messages = new Messages.ServerMessages()
@@ -213,14 +216,30 @@ export const make = (
       })
     )
     const urlHost = advertisedHost.includes(":") ? `[${advertisedHost}]` : advertisedHost
-    return service({
-      discoveryUrl: `http://${urlHost}:${discoveryPort}${Constants.SERVICE_STATUS_PATH}`,
+    const discoveryUrl = `http://${urlHost}:${discoveryPort}${Constants.SERVICE_STATUS_PATH}`
+    const built = service({
+      discoveryUrl,
       advertisedHost,
       instances,
       records,
       discovery,
       hostile,
       error,
-      players
+      players,
+      inspectorUrl: options.inspector === true ? `http://${urlHost}:${discoveryPort}${Inspector.PATH}` : undefined
     })
+    if (options.inspector === true) {
+      const clock = yield* Effect.clock
+      discovery.unsafeServeInspector(
+        Inspector.make({
+          discoveryUrl,
+          records,
+          instances,
+          players,
+          now: () => clock.unsafeCurrentTimeMillis(),
+          setFaults: built.setFaults
+        })
+      )
+    }
+    return built
   })
