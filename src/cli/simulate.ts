@@ -42,6 +42,10 @@ const options = {
     Options.withPseudoName("DIR"),
     Options.optional
   ),
+  inspector: flag(
+    "inspector",
+    "Serve the live inspector page at /inspector on the discovery port: every session's audio, timing, playback, and the fault switches."
+  ),
   playoutDelay: int(
     "playout-delay",
     "Play each chat frame no earlier than this many milliseconds after it arrives (default 100)."
@@ -241,6 +245,7 @@ const simulate = (o: Parsed) =>
       host: o.host,
       discoveryShape: o.shape,
       recordAudio: !o.noRecordAudio,
+      inspector: o.inspector,
       ...(Option.isSome(o.saveDir) ? { saveDir: o.saveDir.value } : {}),
       ...(playoutDelay === undefined ? {} : { playoutDelay }),
       ...(Option.isSome(o.apiKey) ? { apiKey: o.apiKey.value } : {}),
@@ -254,6 +259,7 @@ const simulate = (o: Parsed) =>
     yield* Effect.addFinalizer(() => Effect.flatMap(simulator.report, (text) => Console.log(`\n${text}`)))
     yield* Console.log("Akool streaming-avatar simulator")
     yield* Console.log(`  discovery: ${simulator.discoveryUrl}`)
+    if (simulator.inspectorUrl !== undefined) yield* Console.log(`  inspector: ${simulator.inspectorUrl}`)
     for (const instance of simulator.instances) {
       yield* Console.log(
         `  instance ${instance.index}: ws://${instance.host}:${instance.port}${AvatarSimulator.WEBSOCKET_PATH} (avatar ${instance.avatarId})`

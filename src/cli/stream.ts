@@ -91,6 +91,11 @@ const options = {
     "Resampler quality (libsamplerate sinc).",
     "medium" as const
   ),
+  hold: Options.boolean("hold").pipe(
+    Options.withDescription(
+      "With the built-in simulator: keep it and its inspector page running after the stream, until Ctrl-C."
+    )
+  ),
   noProgress: Options.boolean("no-progress").pipe(Options.withDescription("Do not draw the progress bar.")),
   verbose: Options.boolean("verbose").pipe(Options.withDescription("On an error, print its full cause too."))
 }
@@ -286,7 +291,10 @@ const targetOf = (o: Parsed, avatarId: string): Effect.Effect<Target, unknown, S
       yield* Console.log(
         "streaming to the built-in simulator in this process (AKOOL_API_KEY is not set, so nothing reaches Akool)"
       )
-      const simulator = yield* AvatarSimulator.make({ apiKey: "simulator-key" })
+      const simulator = yield* AvatarSimulator.make({ apiKey: "simulator-key", inspector: true })
+      yield* Console.log(
+        `inspector: ${simulator.inspectorUrl} (the session live: its audio, timing and playback; --hold keeps it up after the stream)`
+      )
       return {
         simulator,
         client: AvatarClient.layerNode({
@@ -393,7 +401,13 @@ const run = (o: Parsed) =>
         // closing the scope flushes what is queued, sends leave_channel and closes the socket
       })
     )
-    if (target.simulator !== undefined) yield* confirm(target.simulator, sessionId, sent, o.verbose)
+    if (target.simulator !== undefined) {
+      yield* confirm(target.simulator, sessionId, sent, o.verbose)
+      if (o.hold) {
+        yield* Console.log(`holding the simulator: ${target.simulator.inspectorUrl} shows the session; Ctrl-C to stop.`)
+        return yield* Effect.never
+      }
+    }
   }).pipe(Effect.scoped)
 
 export const command = Command.make("stream", options, (o) => report(o.verbose)(run(o))).pipe(
