@@ -260,12 +260,12 @@ describe("npm pack, then the Install section in an empty project", () => {
   }, 300_000)
 
   it.skipIf(!ESPEAK).concurrent(
-    `the installed command line: npx akool-avatar simulate --save-dir DIR, espeak-ng --stdout piped into npx akool-avatar stream -, and DIR/<session id>.wav holds what was sent${ESPEAK ? "" : " (skipped: espeak-ng is not installed)"}`,
+    `the installed command line: npx akool-avatar simulate --save-dir DIR --inspector (its page served from the package), espeak-ng --stdout piped into npx akool-avatar stream -, and DIR/<session id>.wav holds what was sent${ESPEAK ? "" : " (skipped: espeak-ng is not installed)"}`,
     async () => {
       const path = await promiseProject()
       const saveDir = join(dir, "saved")
       // its own process group, so that Ctrl-C (SIGINT to the group) reaches npx and the command alike
-      const simulate = spawn("npx", ["akool-avatar", "simulate", "--save-dir", saveDir], {
+      const simulate = spawn("npx", ["akool-avatar", "simulate", "--save-dir", saveDir, "--inspector"], {
         cwd: path,
         env,
         detached: true,
@@ -314,6 +314,18 @@ describe("npm pack, then the Install section in an empty project", () => {
         const sent = /^sent (\d+\.\d\d) s of audio/m.exec(stream.stdout)?.[1]
         expect(sessionId, streamed).toBeDefined()
         expect(Number(sent), streamed).toBeGreaterThan(0.5)
+
+        // the inspector's page, script and data, as the installed package serves them
+        const inspectorUrl = /inspector: (http:\S+)/.exec(out.stdout)?.[1]
+        expect(inspectorUrl, report()).toBe(`${new URL(discoveryUrl as string).origin}/inspector`)
+        const page = await fetch(inspectorUrl as string)
+        expect(page.headers.get("content-type")).toMatch(/^text\/html/)
+        expect(await page.text()).toContain('<script type="module" src="/inspector/app.js">')
+        const script = await fetch(`${inspectorUrl}/app.js`)
+        expect(script.headers.get("content-type")).toMatch(/^text\/javascript/)
+        expect(await script.text()).toContain("new EventSource(")
+        const state = (await (await fetch(`${inspectorUrl}/api/state`)).json()) as { sessions: Array<{ id: string }> }
+        expect(state.sessions.map((s) => s.id)).toContain(sessionId)
 
         process.kill(-(simulate.pid as number), "SIGINT")
         expect(await exited, report()).toBe(130)
