@@ -93,6 +93,8 @@ describe("akool-avatar stream", () => {
         expect(run.code).toBe(0)
         // the first line says where the audio goes
         expect(run.stdout.split("\n")[0]).toMatch(/^streaming to the built-in simulator .*AKOOL_API_KEY is not set/)
+        // the second, where to watch it: the simulator's inspector
+        expect(run.stdout.split("\n")[1]).toMatch(/^inspector: http:\/\/127\.0\.0\.1:\d+\/inspector \(/)
         expect(run.stdout).toContain("MPEG-1 Layer III, 64 kbps, 44100 Hz, 2 channels, 0.60 s")
         // 0.6 s at 16 kHz mono 16-bit
         expect(run.stdout).toContain("OK: the simulator received all 19200 bytes (0.60 s)")

@@ -399,7 +399,7 @@ const renderSummary = (article, s) => {
   ].join(" · ");
   const faults = Object.keys(s.faults);
   article.querySelector(".faults-in-force").textContent =
-    "faults in force on instance " + s.instance + ": " + (faults.length === 0 ? "none" : JSON.stringify(s.faults));
+    "faults in force now on instance " + s.instance + ": " + (faults.length === 0 ? "none" : JSON.stringify(s.faults));
   article.querySelector(".set-params").textContent = s.setParams === null ? "none received" : JSON.stringify(s.setParams, null, 2);
 };
 
