@@ -2,7 +2,23 @@ import { describe, expect, it } from "@effect/vitest"
 import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
 import { Protocol } from "../src/index.js"
+import { encodeMaskedChatFrame } from "../src/internal/connection/wsFrame.js"
 import { encodeChatBuffer } from "../src/internal/dataplane/chatFrame.js"
+
+/** Reads one client frame as a server must (RFC 6455 §5.2): its flags, its length, its payload unmasked. */
+const readClientFrame = (frame: Uint8Array) => {
+  const seven = frame[1]! & 0x7f
+  const lengthBytes = seven === 126 ? 2 : seven === 127 ? 8 : 0
+  let length = seven
+  if (lengthBytes > 0) {
+    length = 0
+    for (let i = 0; i < lengthBytes; i++) length = length * 256 + frame[2 + i]!
+  }
+  const keyAt = 2 + lengthBytes
+  const key = frame.subarray(keyAt, keyAt + 4)
+  const payload = Uint8Array.from(frame.subarray(keyAt + 4), (byte, i) => byte ^ key[i & 3]!)
+  return { fin: (frame[0]! & 0x80) !== 0, opcode: frame[0]! & 0x0f, masked: (frame[1]! & 0x80) !== 0, length, key, payload }
+}
 
 const decodeClient = Schema.decodeUnknownSync(Schema.parseJson(Protocol.ClientMessage))
 
@@ -31,6 +47,35 @@ describe("Protocol", () => {
       backing.set(bytes, 3)
       const view = backing.subarray(3, 3 + bytes.byteLength)
       expect(encodeChatBuffer(mid, view).toString("latin1")).toBe(fast)
+    }
+  )
+
+  it.prop(
+    "the Node writer's whole frames are masked text frames carrying exactly the chat message",
+    [
+      FastCheck.oneof(
+        FastCheck.uint8Array({ maxLength: 2048 }),
+        // payloads of 126 to 65,535 bytes and of 65,536 or more have longer headers
+        FastCheck.integer({ min: 48_000, max: 60_000 }).map((n) => new Uint8Array(n).map((_, i) => i * 7))
+      ),
+      FastCheck.integer({ min: 0, max: 7 })
+    ],
+    ([bytes, offset]) => {
+      const ids = Protocol.makeMessageIds()
+      const backing = new Uint8Array(bytes.byteLength + 8)
+      backing.set(bytes, offset)
+      const view = backing.subarray(offset, offset + bytes.byteLength)
+      const keys = new Set<string>()
+      for (let i = 0; i < 3; i++) {
+        const mid = ids.next()
+        const frame = readClientFrame(encodeMaskedChatFrame(mid, view))
+        expect(frame).toMatchObject({ fin: true, opcode: 1, masked: true })
+        expect(frame.length).toBe(frame.payload.byteLength)
+        expect(Buffer.from(frame.payload).toString("latin1")).toBe(encodeChatBuffer(mid, view).toString("latin1"))
+        keys.add(Buffer.from(frame.key).toString("hex"))
+      }
+      // a fresh key for every frame (three equal keys in a row would be one in 2^64)
+      expect(keys.size).toBe(3)
     }
   )
 
