@@ -17,7 +17,14 @@ const readClientFrame = (frame: Uint8Array) => {
   const keyAt = 2 + lengthBytes
   const key = frame.subarray(keyAt, keyAt + 4)
   const payload = Uint8Array.from(frame.subarray(keyAt + 4), (byte, i) => byte ^ key[i & 3]!)
-  return { fin: (frame[0]! & 0x80) !== 0, opcode: frame[0]! & 0x0f, masked: (frame[1]! & 0x80) !== 0, length, key, payload }
+  return {
+    fin: (frame[0]! & 0x80) !== 0,
+    opcode: frame[0]! & 0x0f,
+    masked: (frame[1]! & 0x80) !== 0,
+    length,
+    key,
+    payload
+  }
 }
 
 const decodeClient = Schema.decodeUnknownSync(Schema.parseJson(Protocol.ClientMessage))
