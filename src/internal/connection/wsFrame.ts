@@ -77,7 +77,7 @@ class Slabs {
     const first = offset >>> 2
     for (let i = 0; i < whole; i++) words[first + i]! ^= keyWord
     const bytes = this.bytes
-    for (let i = whole << 2; i < length; i++) bytes[offset + i]! ^= this.key[i & 3]!
+    for (let i = whole << 2; i < length; i++) bytes[offset + i]! ^= this.key[i & 3]
   }
 }
 
