@@ -115,56 +115,71 @@ export class Track {
 }
 
 /**
- * The frames written but not yet confirmed, oldest first, in parallel arrays: one is added per
- * frame of every session, so an object each (and a copy of the array at every confirmation)
- * would be garbage on the audio path.
+ * The frames written but not yet confirmed, oldest first: a ring of numbers (three per frame:
+ * its duration, when it was written, the writer's count once it was) beside a ring of owners.
+ * One is added per frame of every session, so an object each (or arrays that confirmations
+ * empty and frames grow again) would be garbage on the audio path; the ring only grows, by
+ * doubling, to the most frames a session ever had in flight.
  */
 class InFlight {
+  private owners: Array<Track | undefined> = new Array(32)
+  private numbers = new Float64Array(3 * 32)
   private head = 0
-  private readonly owners: Array<Track> = []
-  private readonly durations: Array<number> = []
-  private readonly times: Array<number> = []
-  /** The writer's count of frames once each was written (what a confirmation mark counts). */
-  private readonly indexes: Array<number> = []
+  private count = 0
+  /** `capacity - 1`: the capacity is a power of two. */
+  private wrap = 31
 
   get size(): number {
-    return this.owners.length - this.head
+    return this.count
+  }
+  private at(i: number): number {
+    return (this.head + i) & this.wrap
   }
   track(i: number): Track {
-    return this.owners[this.head + i]!
+    return this.owners[this.at(i)]!
   }
   ms(i: number): number {
-    return this.durations[this.head + i]!
+    return this.numbers[3 * this.at(i)]!
   }
   writtenAt(i: number): number {
-    return this.times[this.head + i]!
+    return this.numbers[3 * this.at(i) + 1]!
   }
   index(i: number): number {
-    return this.indexes[this.head + i]!
+    return this.numbers[3 * this.at(i) + 2]!
   }
   push(track: Track, ms: number, writtenAt: number, index: number): void {
-    this.owners.push(track)
-    this.durations.push(ms)
-    this.times.push(writtenAt)
-    this.indexes.push(index)
+    if (this.count > this.wrap) this.grow()
+    const slot = (this.head + this.count) & this.wrap
+    this.owners[slot] = track
+    const n = 3 * slot
+    this.numbers[n] = ms
+    this.numbers[n + 1] = writtenAt
+    this.numbers[n + 2] = index
+    this.count++
   }
-  /** Forgets the `n` oldest; the arrays are compacted once most of them is forgotten. */
+  /** Forgets the `n` oldest. */
   drop(n: number): void {
-    this.head += n
-    if (this.head === this.owners.length) this.clear()
-    else if (this.head > 256 && this.head * 2 > this.owners.length) {
-      for (const array of [this.owners, this.durations, this.times, this.indexes] as Array<Array<unknown>>) {
-        array.splice(0, this.head)
-      }
-      this.head = 0
-    }
+    for (let i = 0; i < n; i++) this.owners[this.at(i)] = undefined
+    this.head = this.at(n)
+    this.count -= n
   }
   clear(): void {
+    this.drop(this.count)
     this.head = 0
-    this.owners.length = 0
-    this.durations.length = 0
-    this.times.length = 0
-    this.indexes.length = 0
+  }
+  private grow(): void {
+    const capacity = 2 * (this.wrap + 1)
+    const owners = new Array<Track | undefined>(capacity)
+    const numbers = new Float64Array(3 * capacity)
+    for (let i = 0; i < this.count; i++) {
+      const from = this.at(i)
+      owners[i] = this.owners[from]
+      numbers.set(this.numbers.subarray(3 * from, 3 * from + 3), 3 * i)
+    }
+    this.owners = owners
+    this.numbers = numbers
+    this.head = 0
+    this.wrap = capacity - 1
   }
 }
 
