@@ -165,6 +165,12 @@ describe("the inspector", () => {
         "instance: 4 is not an instance; they are 0 to 0"
       )
       expect((yield* post("{not json")).status).toBe(400)
+      expect((yield* post("[]")).body.error).toMatch(/^the body must be a JSON object/)
+      expect((yield* post(JSON.stringify({ instance: 0 }))).body.error).toMatch(/^faults: missing/)
+      // a malformed escape in a session id is the caller's mistake, not the simulator's failure
+      const malformed = yield* getJson(`${base}/api/sessions/%ZZ`)
+      expect(malformed.status).toBe(404)
+      expect(malformed.body.error).toMatch(/is not a session id/)
       expect(yield* post(JSON.stringify({ faults: { noPong: true } }))).toMatchObject({ status: 200 })
       expect((yield* getJson(`${base}/api/faults`)).body[0].faults).toEqual({ noPong: true })
       // the inspector's requests are not discovery requests

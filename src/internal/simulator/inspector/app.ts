@@ -61,10 +61,19 @@ const events = (context: Context) => {
 const setFaults = (context: Context, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function* () {
     const body = yield* Effect.either(request.json)
-    if (body._tag === "Left" || typeof body.right !== "object" || body.right === null) {
-      return problem(400, 'the body must be JSON: {"instance": 0, "faults": {"dropAfterFrames": {"frames": 25}}}')
+    if (body._tag === "Left" || typeof body.right !== "object" || body.right === null || Array.isArray(body.right)) {
+      return problem(
+        400,
+        'the body must be a JSON object: {"instance": 0, "faults": {"dropAfterFrames": {"frames": 25}}}'
+      )
     }
     const { instance, faults } = body.right as { readonly instance?: unknown; readonly faults?: unknown }
+    if (faults === undefined) {
+      return problem(
+        400,
+        'faults: missing; give the switches to set, for example {"faults": {"stall": true}}, or {} to clear them'
+      )
+    }
     const targets =
       instance === undefined
         ? context.instances.map((i) => i.index)
@@ -83,9 +92,20 @@ const setFaults = (context: Context, request: HttpServerRequest.HttpServerReques
     return json({ instances: context.instances.map(View.instanceView) })
   })
 
+/** A path segment as the id it escapes, or `undefined` when its escapes are malformed. */
+const decodeId = (segment: string): string | undefined => {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return undefined
+  }
+}
+
 const sessionRoute = (context: Context, rest: string) => {
   const wav = rest.endsWith("/audio.wav")
-  const id = decodeURIComponent(wav ? rest.slice(0, -"/audio.wav".length) : rest)
+  const raw = wav ? rest.slice(0, -"/audio.wav".length) : rest
+  const id = decodeId(raw)
+  if (id === undefined) return problem(404, `${JSON.stringify(raw)} is not a session id (its escapes do not decode)`)
   const found = View.session(context, id)
   if (found === undefined) return problem(404, `no session ${JSON.stringify(id)} has connected`)
   if (!wav) return json(found)
