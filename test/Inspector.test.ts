@@ -149,10 +149,12 @@ describe("the inspector", () => {
 
       const post = (body: string) =>
         Effect.promise(() =>
-          fetch(`${base}/api/faults`, { method: "POST", body }).then(async (r) => ({
-            status: r.status,
-            body: await r.json()
-          }))
+          fetch(`${base}/api/faults`, { method: "POST", body, headers: { "content-type": "application/json" } }).then(
+            async (r) => ({
+              status: r.status,
+              body: await r.json()
+            })
+          )
         )
       expect(yield* post(JSON.stringify({ faults: { dropAfterFrames: { frames: 0 } } }))).toEqual({
         status: 400,
@@ -171,6 +173,11 @@ describe("the inspector", () => {
       const malformed = yield* getJson(`${base}/api/sessions/%ZZ`)
       expect(malformed.status).toBe(404)
       expect(malformed.body.error).toMatch(/is not a session id/)
+      // JSON only, so that another site's page cannot set faults with a plain form post
+      const asText = yield* Effect.promise(() =>
+        fetch(`${base}/api/faults`, { method: "POST", body: JSON.stringify({ faults: { stall: true } }) })
+      )
+      expect(asText.status).toBe(415)
       expect(yield* post(JSON.stringify({ faults: { noPong: true } }))).toMatchObject({ status: 200 })
       expect((yield* getJson(`${base}/api/faults`)).body[0].faults).toEqual({ noPong: true })
       // the inspector's requests are not discovery requests

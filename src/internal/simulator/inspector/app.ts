@@ -60,6 +60,12 @@ const events = (context: Context) => {
 
 const setFaults = (context: Context, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function* () {
+    // JSON only: a page of another site can POST text here without asking, but not JSON
+    // (the browser asks first, and the inspector does not answer for other origins)
+    const type = request.headers["content-type"] ?? ""
+    if (!type.toLowerCase().startsWith("application/json")) {
+      return problem(415, `send the body as content-type application/json (got ${type === "" ? "none" : type})`)
+    }
     const body = yield* Effect.either(request.json)
     if (body._tag === "Left" || typeof body.right !== "object" || body.right === null || Array.isArray(body.right)) {
       return problem(
