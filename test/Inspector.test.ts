@@ -168,6 +168,16 @@ describe("the inspector", () => {
       )
       expect((yield* post("{not json")).status).toBe(400)
       expect((yield* post("[]")).body.error).toMatch(/^the body must be a JSON object/)
+      // what the types forbid arrives as JSON too: a 400 each, never a 500
+      expect(yield* post(JSON.stringify({ faults: { malformed: { afterFrames: 1, count: 1, kinds: "x" } } }))).toEqual({
+        status: 400,
+        body: { error: expect.stringMatching(/^malformed\.kinds: "x" is not a list of malformed kinds/) }
+      })
+      for (const name of ["toString", "constructor", "__proto__"]) {
+        const answer = yield* post(`{"faults": {"${name}": {}}}`)
+        expect(answer.status, name).toBe(400)
+        expect(answer.body.error).toMatch(/there is no such fault/)
+      }
       expect((yield* post(JSON.stringify({ instance: 0 }))).body.error).toMatch(/^faults: missing/)
       // a malformed escape in a session id is the caller's mistake, not the simulator's failure
       const malformed = yield* getJson(`${base}/api/sessions/%ZZ`)

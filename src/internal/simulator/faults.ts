@@ -61,8 +61,11 @@ const dropModeProblem = (path: string, mode: unknown): Problem | undefined =>
     : problem(path, `${show(mode)} is not "close" or "terminate"`)
 
 /** @internal */
-export const kindsProblem = (path: string, kinds: ReadonlyArray<unknown> | undefined): Problem | undefined => {
+export const kindsProblem = (path: string, kinds: unknown): Problem | undefined => {
   if (kinds === undefined) return undefined
+  if (!Array.isArray(kinds)) {
+    return problem(path, `${show(kinds)} is not a list of malformed kinds (${Hostile.MALFORMED_KINDS.join(", ")})`)
+  }
   if (kinds.length === 0) return problem(path, "the list of malformed kinds is empty")
   const unknown = kinds.find((kind) => !Hostile.isMalformedKind(kind))
   return unknown === undefined
@@ -198,7 +201,8 @@ export const validateUnknown = (faults: unknown): Problem | undefined => {
     return problem("faults", `${JSON.stringify(faults)} is not an object of fault switches`)
   }
   for (const [key, value] of Object.entries(faults)) {
-    const rule = (rules as Record<string, Rule<unknown> | undefined>)[key]
+    // own keys only: `toString` or `__proto__` is not a fault because every object has one
+    const rule = Object.hasOwn(rules, key) ? (rules as Record<string, Rule<unknown>>)[key] : undefined
     if (rule === undefined) {
       return problem(key, `there is no such fault; the faults are ${keys.join(", ")}`)
     }
