@@ -27,7 +27,7 @@ const BUCKET_MS = 10
 const MASK = "•••• (masked)"
 
 /** The keys whose values are secrets wherever they appear in a payload. */
-const SECRET = /token|api_?key|secret|password/i
+const SECRET = /token|api[_-]?key|secret|password|authori[sz]ation|credential|signature/i
 
 /**
  * A payload with every secret replaced: the Agora token of `set-params`, and any key or token
