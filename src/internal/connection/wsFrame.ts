@@ -22,9 +22,10 @@ const MASK_BIT = 0x80
 /**
  * Frames are cut from slabs of this size, each one 4-byte aligned so that masking can go a
  * word at a time. A slab is never reused: once the frames cut from it are written and
- * dropped, it is garbage, as Node's own `Buffer` pool is.
+ * dropped, it is garbage, as Node's own `Buffer` pool is. Small, because one frame that a slow
+ * socket still holds keeps its whole slab alive: about eight default frames to a slab.
  */
-const SLAB_BYTES = 64 * 1024
+const SLAB_BYTES = 16 * 1024
 
 /** Masking keys come from a pool of random bytes refilled as it runs out, as `ws` does it. */
 const KEY_POOL_BYTES = 8 * 1024
