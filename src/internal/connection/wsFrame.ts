@@ -1,5 +1,5 @@
 import { randomFillSync } from "node:crypto"
-import { toBase64 } from "../dataplane/chatFrame.js"
+import { chatLength, toBase64, writeChat } from "../dataplane/chatFrame.js"
 
 /**
  * A `chat` message as a whole client WebSocket frame (RFC 6455 §5.2: FIN, text, masked),
@@ -11,10 +11,6 @@ import { toBase64 } from "../dataplane/chatFrame.js"
  *
  * Node only (it writes to the `net.Socket` under a `ws` socket; see `nodeTransport.ts`).
  */
-
-const CHAT_HEAD = '{"v":2,"type":"chat","mid":"'
-const CHAT_MID = '","pld":{"audio":"'
-const CHAT_TAIL = '"}}'
 
 const OPCODE_TEXT_FIN = 0x81
 const MASK_BIT = 0x80
@@ -84,12 +80,6 @@ class Slabs {
 
 const slabs = new Slabs()
 
-/** Writes an ASCII string at `at` of `target`; returns where it ends. */
-const ascii = (target: Uint8Array, at: number, text: string): number => {
-  for (let i = 0; i < text.length; i++) target[at + i] = text.charCodeAt(i)
-  return at + text.length
-}
-
 /** The length of the frame header for a payload of `length` bytes, masking key included. */
 const headerBytes = (length: number) => (length < 126 ? 6 : length < 65536 ? 8 : 14)
 
@@ -100,7 +90,7 @@ const headerBytes = (length: number) => (length < 126 ? 6 : length < 65536 ? 8 :
  */
 export const encodeMaskedChatFrame = (mid: string, frame: Uint8Array): Buffer => {
   const audio = toBase64(frame)
-  const length = CHAT_HEAD.length + mid.length + CHAT_MID.length + audio.length + CHAT_TAIL.length
+  const length = chatLength(mid, audio)
   const header = headerBytes(length)
   // the header sits just before the 4-aligned payload: take room for both plus the padding
   const pad = (4 - (header & 3)) & 3
@@ -123,11 +113,7 @@ export const encodeMaskedChatFrame = (mid: string, frame: Uint8Array): Buffer =>
     bytes[start + 9] = length & 0xff
   }
   slabs.newKey(payload - 4)
-  let at = ascii(bytes, payload, CHAT_HEAD)
-  at = ascii(bytes, at, mid)
-  at = ascii(bytes, at, CHAT_MID)
-  at += bytes.write(audio, at, audio.length, "latin1")
-  ascii(bytes, at, CHAT_TAIL)
+  writeChat(bytes, payload, mid, audio)
   slabs.mask(payload, length)
   return bytes.subarray(start, payload + length)
 }

@@ -12,19 +12,30 @@ const CHAT_HEAD = '{"v":2,"type":"chat","mid":"'
 const CHAT_MID = '","pld":{"audio":"'
 const CHAT_TAIL = '"}}'
 
+/** The length in bytes of the chat message carrying `audio` (base64) under `mid`: every part is ASCII. */
+export const chatLength = (mid: string, audio: string): number =>
+  CHAT_HEAD.length + mid.length + CHAT_MID.length + audio.length + CHAT_TAIL.length
+
+/**
+ * Writes `Protocol.encodeChat(mid, audio)` as bytes into `target` at `at` (it must have
+ * `chatLength(mid, audio)` bytes of room there); returns where it ends. Every part is ASCII:
+ * latin1 copies it byte for byte, with no string flattened and no UTF-8 encode.
+ */
+export const writeChat = (target: Buffer, at: number, mid: string, audio: string): number => {
+  let end = at + target.write(CHAT_HEAD, at, "latin1")
+  end += target.write(mid, end, "latin1")
+  end += target.write(CHAT_MID, end, "latin1")
+  end += target.write(audio, end, "latin1")
+  return end + target.write(CHAT_TAIL, end, "latin1")
+}
+
 /**
  * `Protocol.encodeChat(mid, toBase64(frame))` as the bytes of one Buffer, for Node's `ws`
- * (sent with `binary: false`, it is the same text frame). It skips what a string costs on the
- * way out: flattening the concatenation and a UTF-8 encode of it. Node only.
+ * (sent with `binary: false`, it is the same text frame). Node only.
  */
 export const encodeChatBuffer = (mid: string, frame: Uint8Array): Buffer => {
   const audio = toBase64(frame)
-  const buffer = Buffer.allocUnsafe(CHAT_HEAD.length + mid.length + CHAT_MID.length + audio.length + CHAT_TAIL.length)
-  // every part is ASCII: latin1 copies it byte for byte
-  let at = buffer.write(CHAT_HEAD, 0, "latin1")
-  at += buffer.write(mid, at, "latin1")
-  at += buffer.write(CHAT_MID, at, "latin1")
-  at += buffer.write(audio, at, "latin1")
-  buffer.write(CHAT_TAIL, at, "latin1")
+  const buffer = Buffer.allocUnsafe(chatLength(mid, audio))
+  writeChat(buffer, 0, mid, audio)
   return buffer
 }
