@@ -148,24 +148,10 @@ export class ConnectionRecord {
     }
   }
 
+  /** The record as it is now, with copies of its lists (it changes as frames arrive). */
   snapshot(): AvatarSimulator.SessionRecord {
-    return {
-      id: this.id,
-      instance: this.instance,
-      sessionId: this.sessionId,
-      avatarId: this.avatarId,
-      frames: this.frames.slice(),
-      frameCount: this.chatFrames,
-      audioBytes: this.audioBytes,
-      mids: this.mids.slice(),
-      commands: this.commands.slice(),
-      pings: this.pings,
-      invalid: this.invalid,
-      refusedWith: this.refusedWith,
-      open: this.open,
-      closeCode: this.closeCode,
-      dropped: this.dropped
-    }
+    const now = this.peek()
+    return { ...now, frames: now.frames.slice(), mids: now.mids.slice(), commands: now.commands.slice() }
   }
 }
 
