@@ -77,8 +77,10 @@ export class Outbox {
   private size = 0
   /** When the last written frame ends in playback, on the clock's grid. */
   private playheadEnd = 0
-  /** What may still be written before the event loop has had a turn. */
-  private budget = BATCH_LIMIT_BYTES
+  /** `bytesWritten` when the event loop last had a turn: an unpaced batch is measured from it. */
+  private batchFrom = 0
+  /** An unpaced batch reached its limit: nothing more is written before the event loop has a turn. */
+  private held = false
   private stalledSince: number | undefined = undefined
   private lastConfirmationRequest = 0
   private spaceWaiters: Array<Resume> = []
@@ -153,7 +155,7 @@ export class Outbox {
    */
   pump(now: number, turn = false): boolean {
     this.nextPumpAt = 0
-    if (turn) this.budget = BATCH_LIMIT_BYTES
+    if (turn) this.newBatch()
     const target = this.target
     if (this.size === 0 || target === undefined || !target.isOpen()) {
       this.reportDepth()
@@ -181,8 +183,6 @@ export class Outbox {
     this.stalledSince = undefined
     const writtenBefore = this.written
     const bytesBefore = this.bytesWritten
-    // pacing bounds a real-time batch already (the lead, or the queue after a reconnect)
-    const budgetEnd = bytesBefore + this.budget
     let corkedBytes = 0
     // Real time, more than one message goes out in one write: the frames of a burst (the lead
     // at the start of an utterance, the queue after a reconnect), and a frame with the ping that
@@ -214,9 +214,10 @@ export class Outbox {
             break
           }
           this.playheadEnd = Math.max(this.playheadEnd, paceNow) + frame.byteLength / BYTES_PER_MS
-        } else if (this.bytesWritten + frame.byteLength > budgetEnd) {
-          // the rest waits for the event loop's next turn: the clock's next tick, or a producer's wait
-          this.budget = 0
+        } else if (this.held || this.bytesWritten + frame.byteLength - this.batchFrom > BATCH_LIMIT_BYTES) {
+          // the rest waits for the event loop's next turn: the clock's next tick, or a producer's
+          // wait (pacing bounds a real-time batch already: the lead, or the queue after a reconnect)
+          this.held = true
           break
         }
         if (!corked) {
@@ -248,13 +249,18 @@ export class Outbox {
       if (corked) target.uncork()
     }
     if (this.written > writtenBefore) {
-      if (!realtime && this.budget > 0) this.budget = budgetEnd - this.bytesWritten
       AvatarMetrics.framesSent.unsafeUpdate(this.written - writtenBefore, [])
       AvatarMetrics.bytesSent.unsafeUpdate(this.bytesWritten - bytesBefore, [])
       this.wake()
     }
     this.reportDepth()
     return this.size > 0
+  }
+
+  /** The event loop has had a turn: an unpaced writer may write a whole batch again. */
+  private newBatch(): void {
+    this.batchFrom = this.bytesWritten
+    this.held = false
   }
 
   /** Whether a confirmation is due once `written` frames have been written. */
@@ -332,15 +338,13 @@ export class Outbox {
   readonly awaitSpace: Effect.Effect<void, AudioStreamError> = Effect.async((resume) => {
     if (this.failure) resume(Effect.fail(this.failure))
     else if (this.size < this.options.capacity) resume(Effect.void)
-    else if (this.budget === 0) resume(this.nextTurn)
+    else if (this.held) resume(this.nextTurn)
     else this.spaceWaiters.push(resume)
   })
 
   private readonly nextTurn: Effect.Effect<void> = Effect.zipRight(
     Effect.sleep(Duration.zero),
-    Effect.sync(() => {
-      this.budget = BATCH_LIMIT_BYTES
-    })
+    Effect.sync(() => this.newBatch())
   )
 
   /** Waits until frames up to `seq` (an `accepted` count) are written or dropped. */
