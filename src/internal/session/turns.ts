@@ -26,9 +26,9 @@ export class Turns {
   private count = 0
   /** Utterances whose outcome is not known yet, whether or not their audio began. */
   private readonly live = new Set<Track>()
-  /** The timer on the shared clock, while one is set, and when it is due. */
+  /** Takes the timer off the shared clock, while it is on it. */
   private remove: (() => void) | undefined = undefined
-  private dueAt = Number.POSITIVE_INFINITY
+  /** The timer on the shared clock; its `dueAt` is when it is next due (infinity while none is set). */
   private readonly timer: { dueAt: number; readonly fire: (now: number) => number | undefined }
 
   constructor(
@@ -41,11 +41,11 @@ export class Turns {
   ) {
     this.playback = new Playback(delayMs)
     this.timer = {
-      dueAt: 0,
+      dueAt: Number.POSITIVE_INFINITY,
       fire: (now) => {
         this.update(now)
         const next = this.playback.nextChange(now)
-        this.dueAt = next ?? Number.POSITIVE_INFINITY
+        this.timer.dueAt = next ?? Number.POSITIVE_INFINITY
         if (next === undefined) this.remove = undefined
         return next
       }
@@ -75,7 +75,7 @@ export class Turns {
   readonly written = (track: Track, bytes: number, index: number, now: number): void => {
     const startsAt = this.playback.written(track, bytes / 32, index, now)
     // per frame, only a comparison: a timer already due sooner will look again then
-    if (startsAt < this.dueAt) this.schedule(startsAt)
+    if (startsAt < this.timer.dueAt) this.schedule(startsAt)
   }
 
   readonly dropped = (track: Track, bytes: number): void => {
@@ -146,14 +146,13 @@ export class Turns {
   private wake(now: number): void {
     this.update(now)
     const next = this.playback.nextChange(now)
-    if (next !== undefined && next < this.dueAt) this.schedule(next)
+    if (next !== undefined && next < this.timer.dueAt) this.schedule(next)
   }
 
   /** Sets the timer for `at`; the clock keeps the due time it was given, so a sooner one needs the timer anew. */
   private schedule(at: number): void {
     this.remove?.()
     this.timer.dueAt = at
-    this.dueAt = at
     this.remove = this.clock.addTimer(this.timer)
   }
 
@@ -164,7 +163,7 @@ export class Turns {
     this.set(Speaking.Silent())
     this.remove?.()
     this.remove = undefined
-    this.dueAt = Number.POSITIVE_INFINITY
+    this.timer.dueAt = Number.POSITIVE_INFINITY
   }
 
   // Set at once, in order: a forked set would land later (after a reader that asked right after
