@@ -88,7 +88,9 @@ let tarball = ""
 let simulator: AvatarSimulator.Running | undefined
 
 beforeAll(async () => {
-  simulator = await AvatarSimulator.start({ apiKey: KEY })
+  // Two instances: the two quickstarts run at once, and an instance takes one connection at a
+  // time (a second is closed with 4003, and the client moves on to the other instance).
+  simulator = await AvatarSimulator.start({ apiKey: KEY, instances: 2 })
   const packed = JSON.parse(await npm(["pack", "--json", "--pack-destination", dir], ROOT)) as Array<{
     filename: string
     files: Array<{ path: string }>
@@ -188,10 +190,17 @@ const quickstart = async (path: string, name: string) => {
   const sessionId = /^connected, session (\S+)$/m.exec(configured.stdout)?.[1]
   expect(sessionId, configured.report).toBeDefined()
   const sessions = (await sim.sessions()).filter((s) => s.sessionId === sessionId)
+  const report = `${configured.report}\n--- the simulator's records of the session\n${JSON.stringify(sessions, (key, value: unknown) => (key === "frames" && Array.isArray(value) ? value.length : value))}`
+  // one connection took the session; one refused as occupied (the other quickstart held that
+  // instance) is the client finding a free one, and nothing else may have been refused
   expect(
-    sessions.map((s) => s.avatarId),
-    configured.report
+    sessions.filter((s) => s.refusedWith === undefined).map((s) => s.avatarId),
+    report
   ).toEqual([AVATAR])
+  expect(
+    sessions.filter((s) => s.refusedWith !== undefined).map((s) => [s.refusedWith, s.avatarId]),
+    report
+  ).toEqual(sessions.filter((s) => s.refusedWith !== undefined).map(() => [4003, AVATAR]))
   expect(Buffer.from(await sim.audio(sessionId as string)).equals(tone()), configured.report).toBe(true)
   expect(configured.stdout + configured.stderr).not.toContain(KEY)
 }
