@@ -54,4 +54,45 @@ describe("the playback model", () => {
       expect(Math.max(tracks[0].end ?? 0, tracks[1].end ?? 0)).toBe(end)
     }
   )
+
+  /** One stretch of speech per sample, far apart, and its `audio_start` after `measuredMs`. */
+  const measure = (playback: Playback, samples: ReadonlyArray<number>, from = 0) =>
+    samples.forEach((measuredMs, n) => {
+      const i = from + n
+      const at = 10_000 * (i + 1)
+      playback.written(track(`s${i}`), 40, i + 1, at)
+      playback.started(at + measuredMs)
+    })
+
+  it.prop(
+    "one audio_start held up (or early) among three or more does not move the playout delay",
+    [
+      FastCheck.integer({ min: 20, max: 400 }),
+      FastCheck.integer({ min: 3, max: 12 }),
+      FastCheck.nat(),
+      FastCheck.integer({ min: -400, max: 2000 })
+    ],
+    ([delay, count, where, off]) => {
+      const samples = Array.from({ length: count }, () => delay)
+      samples[where % count] = Math.max(0, delay + off)
+      const playback = new Playback(100)
+      measure(playback, samples)
+      expect(playback.measured).toBe(true)
+      expect(playback.delayMs).toBe(delay)
+      // the metric sees each measurement as it came
+      expect(playback.sample).toBe(samples.at(-1))
+    }
+  )
+
+  it.prop(
+    "a real change of the playout delay is followed within three audio_starts",
+    [FastCheck.integer({ min: 20, max: 400 }), FastCheck.integer({ min: 20, max: 400 }), FastCheck.nat(10)],
+    ([before, after, earlier]) => {
+      const playback = new Playback(100)
+      measure(playback, [...Array.from({ length: earlier }, () => before), after, after])
+      if (earlier > 1 && before !== after) expect(playback.delayMs).not.toBe(after)
+      measure(playback, [after], earlier + 2)
+      expect(playback.delayMs).toBe(after)
+    }
+  )
 })

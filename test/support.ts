@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { expect } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,21 @@ export const clientFor = (
   Layer.build(
     AvatarClient.layerNode({ apiKey: Redacted.make(API_KEY), discoveryUrl: sim.discoveryUrl, ...overrides })
   ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)), Effect.orDie)
+
+/**
+ * How late this process's timers have run since it started, in whole milliseconds: the event
+ * loop was held (a collection, a busy test beside it) or the machine gave the process no CPU.
+ * A live test that compares the SDK's timing with the simulator's, both in this process, allows
+ * for it on top of its own tolerance, so the tolerance stays tight on an idle machine.
+ */
+export const eventLoopLag: Effect.Effect<{ readonly maxMs: () => number }, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => {
+    const histogram = monitorEventLoopDelay({ resolution: 5 })
+    histogram.enable()
+    return histogram
+  }),
+  (histogram) => Effect.sync(() => histogram.disable())
+).pipe(Effect.map((histogram) => ({ maxMs: () => Math.ceil(Math.max(0, histogram.max / 1e6 - 5)) })))
 
 /** Retries quickly, so failure paths do not wait for the default back-off. */
 export const fastRetry = (attempts: number) =>

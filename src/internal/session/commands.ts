@@ -125,8 +125,9 @@ export class Commands {
 
   /**
    * Drops the queued audio, sends `interrupt` and awaits its ack, then cuts the playback
-   * model where the server read the interrupt: the ack confirms every frame written before
-   * it, so what is reported as heard had arrived.
+   * model where the server read the interrupt (the ack's arrival less the link's one-way time:
+   * on a slow link the interrupt waits behind what the kernel still holds): the ack confirms
+   * every frame written before it, so what is reported as heard had arrived.
    */
   interrupt(): Effect.Effect<AvatarSession.Interrupted, AvatarError> {
     return Effect.gen(this, function* () {
@@ -138,8 +139,12 @@ export class Commands {
           sent.at = at
         })
       )
-      if (Exit.isSuccess(acked)) this.turns.confirmed(mark, this.now())
-      const cut = this.turns.cut(sent.at + this.turns.playback.oneWay)
+      const answeredAt = this.now()
+      if (Exit.isSuccess(acked)) this.turns.confirmed(mark, answeredAt)
+      const playback = this.turns.playback
+      const cut = this.turns.cut(
+        Exit.isSuccess(acked) ? playback.readAt(sent.at, answeredAt) : sent.at + playback.oneWay
+      )
       const playedMs = Math.round(cut.playedMs)
       yield* Effect.annotateCurrentSpan({ "akool.frames_dropped": droppedFrames, "akool.played_ms": playedMs })
       yield* acked

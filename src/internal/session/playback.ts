@@ -23,6 +23,16 @@
  */
 const slot = (end: number, arrival: number, delay: number) => (arrival <= end ? end : arrival + delay)
 
+/** How many `audio_start` measurements of the playout delay its median is taken over. */
+const DELAY_SAMPLES = 5
+
+/** The middle value (the mean of the two middle ones for an even count); `values` is not changed. */
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = values.slice().sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
 /** What `played` of an utterance says when it completes. */
 export interface Played {
   readonly interrupted: boolean
@@ -202,6 +212,10 @@ export class Playback {
   /** The playout delay in use: configured, until `audio_start` events measure it. */
   delayMs: number
   measured = false
+  /** The last few measurements of the delay, oldest first: their median is the one in use. */
+  private readonly delaySamples: Array<number> = []
+  /** What the last `audio_start` measured, if it measured anything. */
+  sample: number | undefined = undefined
   /** How much later than written the server read the frames of the last confirmation. */
   private linkMs = 0
   /** Half the shortest round trip seen: how long a confirmation took to come back. */
@@ -252,6 +266,16 @@ export class Playback {
 
   dropped(track: Track, ms: number): void {
     track.droppedMs += ms
+  }
+
+  /**
+   * When the server read a message written at `sentAt` whose answer arrived at `answeredAt`:
+   * the answer's own transit earlier, by the one-way time heartbeats measured (none before the
+   * first). Not half the message's round trip: behind a backlog the server reads it just
+   * before it answers, seconds after it was written.
+   */
+  readAt(sentAt: number, answeredAt: number): number {
+    return Math.max(sentAt, answeredAt - this.oneWayMs)
   }
 
   /** A round trip was measured (a heartbeat's pong). */
@@ -405,11 +429,19 @@ export class Playback {
    * utterance it belongs to, and measures the playout delay from it.
    */
   started(at: number): Track | undefined {
+    this.sample = undefined
     const start = this.starts.shift()
     if (start === undefined) return this.speakingAt(at)
     const measured = at - start.arrival
     if (measured >= 0) {
-      this.delayMs = measured
+      this.sample = measured
+      // One measurement carries the event's transit and whatever held either end's event loop
+      // (tens of ms on a loaded machine, in either direction through the arrival estimate):
+      // the median of the last few follows a real change within three and ignores one outlier.
+      const samples = this.delaySamples
+      if (samples.length >= DELAY_SAMPLES) samples.shift()
+      samples.push(measured)
+      this.delayMs = median(samples)
       this.measured = true
     }
     return start.track

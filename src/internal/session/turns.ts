@@ -118,7 +118,8 @@ export class Turns {
     if (event === "audio_start") {
       this.eventsSeen = true
       const track = this.playback.started(now)
-      if (this.playback.measured) AvatarMetrics.playoutDelay.unsafeUpdate(this.playback.delayMs, [])
+      const sample = this.playback.sample
+      if (sample !== undefined) AvatarMetrics.playoutDelay.unsafeUpdate(sample, [])
       // an audio_start that matches no utterance of ours (audio from before a reconnect, a
       // server of its own mind) leaves the state as the model has it
       if (track !== undefined && (this.current._tag === "Silent" || this.current.utterance !== track.id)) {
