@@ -55,12 +55,16 @@ describe("the playback model", () => {
     }
   )
 
-  /** One stretch of speech per sample, far apart, and its `audio_start` after `measuredMs`. */
+  /**
+   * One stretch of speech per sample, far apart: a frame written and confirmed at once (a link
+   * of no delay), and its `audio_start` `measuredMs` later. Returns what the histogram saw.
+   */
   const measure = (playback: Playback, samples: ReadonlyArray<number>, from = 0) =>
     samples.forEach((measuredMs, n) => {
       const i = from + n
       const at = 10_000 * (i + 1)
       playback.written(track(`s${i}`), 40, i + 1, at)
+      playback.confirmed(i + 1, at)
       playback.started(at + measuredMs)
     })
 
@@ -75,12 +79,13 @@ describe("the playback model", () => {
     ([delay, count, where, off]) => {
       const samples = Array.from({ length: count }, () => delay)
       samples[where % count] = Math.max(0, delay + off)
-      const playback = new Playback(100)
+      const seen: Array<number> = []
+      const playback = new Playback(100, (ms) => seen.push(ms))
       measure(playback, samples)
       expect(playback.measured).toBe(true)
       expect(playback.delayMs).toBe(delay)
-      // the metric sees each measurement as it came
-      expect(playback.sample).toBe(samples.at(-1))
+      // the histogram sees each measurement as it came
+      expect(seen).toStrictEqual(samples)
     }
   )
 
@@ -93,6 +98,48 @@ describe("the playback model", () => {
       if (earlier > 1 && before !== after) expect(playback.delayMs).not.toBe(after)
       measure(playback, [after], earlier + 2)
       expect(playback.delayMs).toBe(after)
+    }
+  )
+
+  it.prop(
+    "once an audio_start has measured the delay, an interrupt's played is what the server played: any one-way time, measured by a heartbeat or not, the event before or after the confirmation",
+    [
+      FastCheck.integer({ min: 20, max: 400 }),
+      FastCheck.integer({ min: 0, max: 150 }),
+      FastCheck.boolean(),
+      FastCheck.array(FastCheck.boolean(), { minLength: 2, maxLength: 4 }),
+      FastCheck.integer({ min: 1, max: 25 }),
+      FastCheck.integer({ min: 0, max: 1500 })
+    ],
+    ([delay, oneWay, heartbeat, eventFirst, frames, cutAfter]) => {
+      // the configured delay is wrong on purpose: the events must correct it
+      const playback = new Playback(100)
+      if (heartbeat) playback.roundTrip(2 * oneWay)
+      let index = 0
+      let last: { track: Track; serverStart: number; writtenAt: number } | undefined
+      eventFirst.forEach((first, s) => {
+        const writtenAt = 10_000 * (s + 1)
+        const t = track(`s${s}`)
+        // a burst, read by the server one way later; its ping's pong back one way after that
+        for (let f = 0; f < frames; f++) playback.written(t, 40, ++index, writtenAt)
+        const serverStart = writtenAt + oneWay + delay
+        const confirm = () => playback.confirmed(index, writtenAt + 2 * oneWay)
+        const event = () => playback.started(serverStart + oneWay)
+        if (first) {
+          event()
+          confirm()
+        } else {
+          confirm()
+          event()
+        }
+        last = { track: t, serverStart, writtenAt }
+      })
+      const { track: spoken, serverStart, writtenAt } = last!
+      // the interrupt leaves at `sentAt`, the server reads it one way later and answers
+      const sentAt = writtenAt + cutAfter
+      const truth = Math.min(Math.max(0, sentAt + oneWay - serverStart), 40 * frames)
+      const readAt = playback.readAt(sentAt, sentAt + 2 * oneWay)
+      expect(spoken.playedBy(readAt)).toBeCloseTo(truth, 6)
     }
   )
 })

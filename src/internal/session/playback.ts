@@ -193,10 +193,18 @@ class InFlight {
   }
 }
 
-/** A stretch of speech after silence, as the model expects it: when its first frame arrives. */
+/**
+ * A stretch of speech after silence, as the model expects it: its first frame (the writer's
+ * `index`-th), when that frame arrives (as written, then as its confirmation places it), and
+ * when the avatar began it by its `audio_start`, once that has come.
+ */
 interface SegmentStart {
   readonly track: Track
-  readonly arrival: number
+  readonly index: number
+  arrival: number
+  confirmed: boolean
+  /** When the avatar began the stretch: the `audio_start`'s arrival less its transit. */
+  startedAt: number | undefined
 }
 
 /** What an interrupt cut. */
@@ -214,8 +222,6 @@ export class Playback {
   measured = false
   /** The last few measurements of the delay, oldest first: their median is the one in use. */
   private readonly delaySamples: Array<number> = []
-  /** What the last `audio_start` measured, if it measured anything. */
-  sample: number | undefined = undefined
   /** How much later than written the server read the frames of the last confirmation. */
   private linkMs = 0
   /** Half the shortest round trip seen: how long a confirmation took to come back. */
@@ -232,7 +238,11 @@ export class Playback {
   /** Utterances whose outcome is not known yet, in the order their audio began. */
   private tracks: Array<Track> = []
 
-  constructor(delayMs: number) {
+  constructor(
+    delayMs: number,
+    /** Each measurement of the playout delay, as it is made (for the histogram). */
+    private readonly onSample: (delayMs: number) => void = () => {}
+  ) {
     this.delayMs = delayMs
   }
 
@@ -257,7 +267,7 @@ export class Playback {
     if (start > this.writtenEnd) {
       // kept for `audio_start` events; a server that sends none must not make them pile up
       if (this.starts.length >= 16) this.starts.shift()
-      this.starts.push({ track, arrival })
+      this.starts.push({ track, index, arrival, confirmed: false, startedAt: undefined })
     }
     this.writtenEnd = start + ms
     this.pending.push(track, ms, now, index)
@@ -299,9 +309,14 @@ export class Playback {
     const backlog = this.linkMs > pending.ms(n - 1)
     const from = Math.max(this.lastReadBy, pending.writtenAt(0))
     this.lastReadBy = readBy
+    // the stretches not yet confirmed: the last records, in the order of their first frames
+    let next = this.starts.findIndex((s) => !s.confirmed)
     for (let i = 0; i < n; i++) {
       const writtenAt = pending.writtenAt(i)
       const arrival = backlog ? Math.max(writtenAt, from + ((readBy - from) * (i + 1)) / n) : writtenAt + this.linkMs
+      if (next >= 0 && this.starts[next]!.index === pending.index(i)) {
+        next = this.arrived(next, arrival, arrival > this.confirmedEnd)
+      }
       const start = slot(this.confirmedEnd, arrival, this.delayMs)
       this.confirmedEnd = start + pending.ms(i)
       pending.track(i).place(start, this.confirmedEnd)
@@ -325,6 +340,8 @@ export class Playback {
     }
     pending.clear()
     this.writtenEnd = this.confirmedEnd
+    // a stretch whose first frame was never confirmed has no arrival to measure the delay from
+    this.starts = this.starts.filter((start) => start.confirmed && start.startedAt === undefined)
     return lost
   }
 
@@ -426,24 +443,51 @@ export class Playback {
 
   /**
    * `audio_start` arrived at `at`: the avatar began a stretch of speech. Returns the
-   * utterance it belongs to, and measures the playout delay from it.
+   * utterance it belongs to. The playout delay is measured from it against the arrival of the
+   * stretch's first frame as its confirmation places it (now, or when that confirmation comes):
+   * placed and measured on the same estimate of the link, the two errors cancel.
    */
   started(at: number): Track | undefined {
-    this.sample = undefined
-    const start = this.starts.shift()
+    const start = this.starts.find((s) => s.startedAt === undefined)
     if (start === undefined) return this.speakingAt(at)
-    const measured = at - start.arrival
-    if (measured >= 0) {
-      this.sample = measured
-      // One measurement carries the event's transit and whatever held either end's event loop
-      // (tens of ms on a loaded machine, in either direction through the arrival estimate):
-      // the median of the last few follows a real change within three and ignores one outlier.
-      const samples = this.delaySamples
-      if (samples.length >= DELAY_SAMPLES) samples.shift()
-      samples.push(measured)
-      this.delayMs = median(samples)
-      this.measured = true
-    }
+    // the event took the one-way time to come (none before a heartbeat has measured it)
+    start.startedAt = at - this.oneWayMs
+    if (start.confirmed) this.measure(start)
     return start.track
+  }
+
+  /**
+   * The confirmation places the first frame of `starts[at]` at `arrival`, where it `begins`
+   * a stretch or follows audio still playing. Returns where the next record not yet confirmed
+   * is, or -1.
+   */
+  private arrived(at: number, arrival: number, begins: boolean): number {
+    const start = this.starts[at]!
+    start.arrival = arrival
+    if (start.startedAt !== undefined) this.measure(start)
+    else if (!begins) {
+      // by what the server read, no stretch begins here: the model expects no audio_start for it
+      this.starts.splice(at, 1)
+    } else {
+      start.confirmed = true
+      at++
+    }
+    return at < this.starts.length ? at : -1
+  }
+
+  /** A stretch's first frame is placed and its `audio_start` has come: the delay between them. */
+  private measure(start: SegmentStart): void {
+    this.starts.splice(this.starts.indexOf(start), 1)
+    const measured = (start.startedAt as number) - start.arrival
+    if (measured < 0) return
+    this.onSample(measured)
+    // One measurement carries whatever held either end's event loop (tens of ms on a loaded
+    // machine, in either direction through the arrival estimate): the median of the last few
+    // follows a real change within three and ignores one outlier.
+    const samples = this.delaySamples
+    if (samples.length >= DELAY_SAMPLES) samples.shift()
+    samples.push(measured)
+    this.delayMs = median(samples)
+    this.measured = true
   }
 }

@@ -39,7 +39,7 @@ export class Turns {
     /** Asks the server to confirm what was written (a ping): an utterance's tail must be confirmed to count as heard. */
     private readonly requestConfirmation: () => void
   ) {
-    this.playback = new Playback(delayMs)
+    this.playback = new Playback(delayMs, (measured) => AvatarMetrics.playoutDelay.unsafeUpdate(measured, []))
     this.timer = {
       dueAt: Number.POSITIVE_INFINITY,
       fire: (now) => {
@@ -118,8 +118,6 @@ export class Turns {
     if (event === "audio_start") {
       this.eventsSeen = true
       const track = this.playback.started(now)
-      const sample = this.playback.sample
-      if (sample !== undefined) AvatarMetrics.playoutDelay.unsafeUpdate(sample, [])
       // an audio_start that matches no utterance of ours (audio from before a reconnect, a
       // server of its own mind) leaves the state as the model has it
       if (track !== undefined && (this.current._tag === "Silent" || this.current.utterance !== track.id)) {
