@@ -196,6 +196,28 @@ describe("turn-taking against the simulator's player", () => {
     )
   }
 
+  it.live(
+    "a service slower than the configured playout delay: the first audio_start corrects the first utterance already",
+    () =>
+      Effect.gen(function* () {
+        const lag = yield* eventLoopLag
+        // the avatar starts 350 ms after the audio arrives; the session expects 100 ms
+        const sim = yield* AvatarSimulator.make({ playoutDelay: "350 millis" })
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, lead: "200 millis" })
+        const utterance = yield* session.say(Stream.make(pcm(64_000)))
+        yield* Effect.sleep("1 second")
+        const heard = yield* session.interrupt
+        const [truth] = yield* ended(sim, session, 1)
+        expect(truth!.interrupted).toBe(true)
+        expect(heard.utterance).toBe(utterance.id)
+        within(heard.playedMs, truth!.playedMs, FRAME + Math.max(20, 2 * lag.maxMs()))
+        const info = yield* session.info
+        expect(info.playback.measured).toBe(true)
+        within(info.playback.playoutDelayMs, 350, 20 + 2 * lag.maxMs())
+      }).pipe(Effect.scoped)
+  )
+
   it.live("the producer stalls for 500 ms: silent in the gap, speaking again after, the duration only audio", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()

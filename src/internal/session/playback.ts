@@ -112,6 +112,17 @@ export class Track {
     return undefined
   }
 
+  /** Moves its confirmed audio that starts at or after `from` by `delta`: the playout delay was measured again. */
+  shift(from: number, delta: number): void {
+    const segments = this.segments
+    for (let i = 0; i < segments.length; i += 2) {
+      if (segments[i]! >= from - 0.001) {
+        segments[i] = segments[i]! + delta
+        segments[i + 1] = segments[i + 1]! + delta
+      }
+    }
+  }
+
   /** When its confirmed audio ends; `undefined` when none is placed. */
   get end(): number | undefined {
     return this.segments.length === 0 ? undefined : this.segments[this.segments.length - 1]
@@ -203,6 +214,8 @@ interface SegmentStart {
   readonly index: number
   arrival: number
   confirmed: boolean
+  /** Once confirmed: the playout delay its placement used (it starts at `arrival + placedWith`). */
+  placedWith: number
   /** When the avatar began the stretch: the `audio_start`'s arrival less its transit. */
   startedAt: number | undefined
 }
@@ -267,7 +280,7 @@ export class Playback {
     if (start > this.writtenEnd) {
       // kept for `audio_start` events; a server that sends none must not make them pile up
       if (this.starts.length >= 16) this.starts.shift()
-      this.starts.push({ track, index, arrival, confirmed: false, startedAt: undefined })
+      this.starts.push({ track, index, arrival, confirmed: false, placedWith: 0, startedAt: undefined })
     }
     this.writtenEnd = start + ms
     this.pending.push(track, ms, now, index)
@@ -452,8 +465,23 @@ export class Playback {
     if (start === undefined) return this.speakingAt(at)
     // the event took the one-way time to come (none before a heartbeat has measured it)
     start.startedAt = at - this.oneWayMs
-    if (start.confirmed) this.measure(start)
+    if (start.confirmed && this.measure(start)) {
+      // its frames (and what followed them) were placed with the delay in use then: they move
+      // to where the one measured now puts them, so the first stretch too is where the avatar is
+      const delta = this.delayMs - start.placedWith
+      if (delta !== 0) this.shift(start.arrival + start.placedWith, delta)
+    }
     return start.track
+  }
+
+  /** Everything confirmed that was placed to start at or after `from` moves by `delta`. */
+  private shift(from: number, delta: number): void {
+    for (const track of this.tracks) track.shift(from, delta)
+    for (const start of this.starts) {
+      if (start.confirmed && start.arrival + start.placedWith >= from - 0.001) start.placedWith += delta
+    }
+    if (this.confirmedEnd >= from) this.confirmedEnd += delta
+    if (this.writtenEnd >= from) this.writtenEnd += delta
   }
 
   /**
@@ -470,16 +498,20 @@ export class Playback {
       this.starts.splice(at, 1)
     } else {
       start.confirmed = true
+      start.placedWith = this.delayMs
       at++
     }
     return at < this.starts.length ? at : -1
   }
 
-  /** A stretch's first frame is placed and its `audio_start` has come: the delay between them. */
-  private measure(start: SegmentStart): void {
+  /**
+   * A stretch's first frame is placed and its `audio_start` has come: the delay between them.
+   * Returns whether it measured one (an event before the frame's arrival measures nothing).
+   */
+  private measure(start: SegmentStart): boolean {
     this.starts.splice(this.starts.indexOf(start), 1)
     const measured = (start.startedAt as number) - start.arrival
-    if (measured < 0) return
+    if (measured < 0) return false
     this.onSample(measured)
     // One measurement carries whatever held either end's event loop (tens of ms on a loaded
     // machine, in either direction through the arrival estimate): the median of the last few
@@ -489,5 +521,6 @@ export class Playback {
     samples.push(measured)
     this.delayMs = median(samples)
     this.measured = true
+    return true
   }
 }

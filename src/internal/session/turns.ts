@@ -123,6 +123,8 @@ export class Turns {
       if (track !== undefined && (this.current._tag === "Silent" || this.current.utterance !== track.id)) {
         this.set(Speaking.Speaking({ utterance: track.id, since: now }))
       }
+      // the measurement may have moved the model's placement: its next change may be sooner
+      this.wake(now)
     } else if (event === "audio_end") {
       this.eventsSeen = true
       this.set(Speaking.Silent())
