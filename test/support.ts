@@ -24,7 +24,7 @@ export const clientFor = (
   ).pipe(Effect.map(Context.get(AvatarClient.AvatarClient)), Effect.orDie)
 
 /**
- * How late this process's timers have run since it started, in whole milliseconds: the event
+ * How late this process's timers have run since this was acquired, in whole milliseconds: the event
  * loop was held (a collection, a busy test beside it) or the machine gave the process no CPU.
  * A live test that compares the SDK's timing with the simulator's, both in this process, allows
  * for it on top of its own tolerance, so the tolerance stays tight on an idle machine.

@@ -26,12 +26,13 @@ const slot = (end: number, arrival: number, delay: number) => (arrival <= end ? 
 /** How many `audio_start` measurements of the playout delay its median is taken over. */
 const DELAY_SAMPLES = 5
 
-/** The middle value (the mean of the two middle ones for an even count); `values` is not changed. */
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = values.slice().sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
+/**
+ * The middle value, and for an even count the lower of the two middle ones: a measurement is
+ * far more often late (an event held up adds to it) than early, so of two the smaller is kept.
+ * `values` is not changed.
+ */
+const lowerMedian = (values: ReadonlyArray<number>): number =>
+  values.slice().sort((a, b) => a - b)[(values.length - 1) >> 1]!
 
 /** What `played` of an utterance says when it completes. */
 export interface Played {
@@ -316,10 +317,12 @@ export class Playback {
     // the server had read the batch's last frame by the time it answered: the link held it this long
     const readBy = at - this.oneWayMs
     this.linkMs = Math.max(0, readBy - pending.writtenAt(n - 1))
-    // A last frame held longer than a frame's duration means a backlog: the link is slower than
-    // the writer, and the batch trickled in, in order, since the last answer; spread it evenly
-    // over that time. Otherwise each frame arrived as soon after it left as the last one did.
-    const backlog = this.linkMs > pending.ms(n - 1)
+    // A last frame held a frame's duration longer than the link's one-way time means a backlog:
+    // the link is slower than the writer, and the batch trickled in, in order, since the last
+    // answer; spread it evenly over that time. Otherwise each frame arrived as soon after it
+    // left as the last one did. (The transit itself is no backlog: on a link 41 ms one way, a
+    // burst spread over it was placed half a transit early.)
+    const backlog = this.linkMs - this.oneWayMs > pending.ms(n - 1)
     const from = Math.max(this.lastReadBy, pending.writtenAt(0))
     this.lastReadBy = readBy
     // the stretches not yet confirmed: the last records, in the order of their first frames
@@ -353,8 +356,9 @@ export class Playback {
     }
     pending.clear()
     this.writtenEnd = this.confirmedEnd
-    // a stretch whose first frame was never confirmed has no arrival to measure the delay from
-    this.starts = this.starts.filter((start) => start.confirmed && start.startedAt === undefined)
+    // The events of what the dropped connection carried went with it (a server sends them on
+    // the connection it has): a record kept would take the first audio_start of the next one.
+    this.starts = []
     return lost
   }
 
@@ -461,6 +465,9 @@ export class Playback {
    * placed and measured on the same estimate of the link, the two errors cancel.
    */
   started(at: number): Track | undefined {
+    // A stretch whose utterance is over by the model got no audio_start (a server that sends
+    // none, or fewer than the model expects): it takes no later one.
+    this.starts = this.starts.filter((s) => !s.track.over)
     const start = this.starts.find((s) => s.startedAt === undefined)
     if (start === undefined) return this.speakingAt(at)
     // the event took the one-way time to come (none before a heartbeat has measured it)
@@ -515,11 +522,12 @@ export class Playback {
     this.onSample(measured)
     // One measurement carries whatever held either end's event loop (tens of ms on a loaded
     // machine, in either direction through the arrival estimate): the median of the last few
-    // follows a real change within three and ignores one outlier.
+    // follows a real change within three, and ignores one late measurement from the second on
+    // and one early one from the third.
     const samples = this.delaySamples
     if (samples.length >= DELAY_SAMPLES) samples.shift()
     samples.push(measured)
-    this.delayMs = median(samples)
+    this.delayMs = lowerMedian(samples)
     this.measured = true
     return true
   }
