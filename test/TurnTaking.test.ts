@@ -225,6 +225,31 @@ describe("turn-taking against the simulator's player", () => {
       }).pipe(Effect.scoped)
   )
 
+  it.live(
+    "a drop before an utterance's audio_start: the next utterance, on the new connection, is placed by its own event",
+    () =>
+      Effect.gen(function* () {
+        const lag = yield* eventLoopLag
+        const sim = yield* AvatarSimulator.make({ playoutDelay: "300 millis" })
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({ avatarId: AVATAR, playoutDelay: "300 millis" })
+        const first = yield* session.say(Stream.make(pcm(3200)))
+        yield* first.written
+        // the connection dies before the avatar begins it: its audio_start goes with the connection
+        yield* Effect.sleep("30 millis")
+        yield* sim.setFaults(0, { tooSoon: 1 })
+        yield* sim.dropAll({ mode: "terminate" })
+        yield* eventually(session.info, (i) => i.reconnects >= 1 && i.connected)
+        const second = yield* session.say(Stream.make(pcm(64_000, 2)))
+        yield* Effect.sleep("800 millis")
+        const heard = yield* session.interrupt
+        const segments = yield* eventually(segmentsOf(sim, session), (s) => s.some((x) => x.interrupted))
+        const truth = segments.find((x) => x.interrupted)!
+        expect(heard.utterance).toBe(second.id)
+        within(heard.playedMs, truth.playedMs, FRAME + allowance(lag))
+      }).pipe(Effect.scoped)
+  )
+
   it.live("the producer stalls for 500 ms: silent in the gap, speaking again after, the duration only audio", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()
