@@ -214,9 +214,11 @@ interface SegmentStart {
   readonly track: Track
   readonly index: number
   arrival: number
-  confirmed: boolean
-  /** Once confirmed: the playout delay its placement used (it starts at `arrival + placedWith`). */
-  placedWith: number
+  /**
+   * The playout delay its confirmation placed it with (it starts at `arrival + placedWith`);
+   * `undefined` until a confirmation has placed it.
+   */
+  placedWith: number | undefined
   /** When the avatar began the stretch: the `audio_start`'s arrival less its transit. */
   startedAt: number | undefined
 }
@@ -281,7 +283,7 @@ export class Playback {
     if (start > this.writtenEnd) {
       // kept for `audio_start` events; a server that sends none must not make them pile up
       if (this.starts.length >= 16) this.starts.shift()
-      this.starts.push({ track, index, arrival, confirmed: false, placedWith: 0, startedAt: undefined })
+      this.starts.push({ track, index, arrival, placedWith: undefined, startedAt: undefined })
     }
     this.writtenEnd = start + ms
     this.pending.push(track, ms, now, index)
@@ -326,7 +328,7 @@ export class Playback {
     const from = Math.max(this.lastReadBy, pending.writtenAt(0))
     this.lastReadBy = readBy
     // the stretches not yet confirmed: the last records, in the order of their first frames
-    let next = this.starts.findIndex((s) => !s.confirmed)
+    let next = this.starts.findIndex((s) => s.placedWith === undefined)
     for (let i = 0; i < n; i++) {
       const writtenAt = pending.writtenAt(i)
       const arrival = backlog ? Math.max(writtenAt, from + ((readBy - from) * (i + 1)) / n) : writtenAt + this.linkMs
@@ -472,11 +474,12 @@ export class Playback {
     if (start === undefined) return this.speakingAt(at)
     // the event took the one-way time to come (none before a heartbeat has measured it)
     start.startedAt = at - this.oneWayMs
-    if (start.confirmed && this.measure(start)) {
+    const placedWith = start.placedWith
+    if (placedWith !== undefined && this.measure(start)) {
       // its frames (and what followed them) were placed with the delay in use then: they move
       // to where the one measured now puts them, so the first stretch too is where the avatar is
-      const delta = this.delayMs - start.placedWith
-      if (delta !== 0) this.shift(start.arrival + start.placedWith, delta)
+      const delta = this.delayMs - placedWith
+      if (delta !== 0) this.shift(start.arrival + placedWith, delta)
     }
     return start.track
   }
@@ -485,7 +488,7 @@ export class Playback {
   private shift(from: number, delta: number): void {
     for (const track of this.tracks) track.shift(from, delta)
     for (const start of this.starts) {
-      if (start.confirmed && start.arrival + start.placedWith >= from - 0.001) start.placedWith += delta
+      if (start.placedWith !== undefined && start.arrival + start.placedWith >= from - 0.001) start.placedWith += delta
     }
     if (this.confirmedEnd >= from) this.confirmedEnd += delta
     if (this.writtenEnd >= from) this.writtenEnd += delta
@@ -504,7 +507,6 @@ export class Playback {
       // by what the server read, no stretch begins here: the model expects no audio_start for it
       this.starts.splice(at, 1)
     } else {
-      start.confirmed = true
       start.placedWith = this.delayMs
       at++
     }
