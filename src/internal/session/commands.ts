@@ -139,12 +139,9 @@ export class Commands {
           sent.at = at
         })
       )
-      const answeredAt = this.now()
-      if (Exit.isSuccess(acked)) this.turns.confirmed(mark, answeredAt)
-      const playback = this.turns.playback
-      const cut = this.turns.cut(
-        Exit.isSuccess(acked) ? playback.readAt(sent.at, answeredAt) : sent.at + playback.oneWay
-      )
+      const answeredAt = Exit.isSuccess(acked) ? this.now() : undefined
+      if (answeredAt !== undefined) this.turns.confirmed(mark, answeredAt)
+      const cut = this.turns.cut(this.turns.playback.readAt(sent.at, answeredAt))
       const playedMs = Math.round(cut.playedMs)
       yield* Effect.annotateCurrentSpan({ "akool.frames_dropped": droppedFrames, "akool.played_ms": playedMs })
       yield* acked

@@ -262,11 +262,6 @@ export class Playback {
     this.delayMs = delayMs
   }
 
-  /** The estimated one-way time from here to the server. */
-  get oneWay(): number {
-    return this.oneWayMs
-  }
-
   /**
    * A frame of `track` left, as the writer's `index`-th frame. Returns when the model expects
    * it to start playing: the earliest moment at which this frame can change what is heard.
@@ -298,10 +293,10 @@ export class Playback {
    * When the server read a message written at `sentAt` whose answer arrived at `answeredAt`:
    * the answer's own transit earlier, by the one-way time heartbeats measured (none before the
    * first). Not half the message's round trip: behind a backlog the server reads it just
-   * before it answers, seconds after it was written.
+   * before it answers, seconds after it was written. With no answer, one way after it left.
    */
-  readAt(sentAt: number, answeredAt: number): number {
-    return Math.max(sentAt, answeredAt - this.oneWayMs)
+  readAt(sentAt: number, answeredAt: number | undefined): number {
+    return answeredAt === undefined ? sentAt + this.oneWayMs : Math.max(sentAt, answeredAt - this.oneWayMs)
   }
 
   /** A round trip was measured (a heartbeat's pong). */
