@@ -18,6 +18,16 @@ export const DEFAULT_PLAYOUT_DELAY_MS = 100
 /** PCM s16le, 16 kHz, mono: 32 bytes a millisecond (PROTOCOL.md section 4). */
 const BYTES_PER_MS = 32
 
+/**
+ * The jitter buffer's rule, where a frame read at `at` starts playing after audio that ends
+ * at `end`: a frame that arrives while audio still plays follows it; one that arrives after
+ * the buffer ran dry waits out the playout delay again.
+ *
+ * @internal
+ */
+export const frameStart = (end: number, at: number, playoutDelayMs: number): number =>
+  at <= end ? end : at + playoutDelayMs
+
 /** @internal What the players of one simulator share. */
 export interface PlayerHost {
   /** Forks into the simulator's scope, on the simulator's clock: nothing outlives it. */
@@ -117,9 +127,7 @@ export class Player {
   /** A chat frame of `bytes` bytes read at `at`. */
   unsafeFrame(bytes: number, at: number): void {
     const duration = bytes / BYTES_PER_MS
-    // a jitter buffer: a frame that arrives while audio still plays follows it; one that
-    // arrives after the buffer ran dry waits out the playout delay again
-    const start = at <= this.end ? this.end : at + this.host.playoutDelayMs
+    const start = frameStart(this.end, at, this.host.playoutDelayMs)
     this.waiting.dropBefore(at)
     // Back to back with the last frame, whose end has not been announced: the same segment.
     // Any gap, or an end already announced (possible only without a playout delay), starts

@@ -1,7 +1,7 @@
 import * as Duration from "effect/Duration"
 import type * as AvatarSimulator from "../../../AvatarSimulator.js"
 import type * as Instance from "../instance.js"
-import type * as Player from "../player.js"
+import * as Player from "../player.js"
 import type * as Records from "../records.js"
 
 /**
@@ -137,10 +137,10 @@ interface Arrival {
 }
 
 /**
- * Each frame against its slot, by the player's own rule (see `Player.unsafeFrame`): a
- * frame's slot is the end of the frame before it, the moment the jitter buffer needs it to
- * go on playing; a frame that arrives after it is late, and playback had a gap. The first
- * frame, and the first after an interrupt, have no slot: they start a stretch of speech.
+ * Each frame against its slot, by the player's own rule (`Player.frameStart`): a frame's
+ * slot is the end of the frame before it, the moment the jitter buffer needs it to go on
+ * playing; a frame that arrives after it is late, and playback had a gap. The first frame,
+ * and the first after an interrupt, have no slot: they start a stretch of speech.
  */
 const timing = (arrivals: ReadonlyArray<Arrival>, cuts: ReadonlyArray<number>, playoutDelayMs: number) => {
   let end = Number.NEGATIVE_INFINITY
@@ -154,8 +154,7 @@ const timing = (arrivals: ReadonlyArray<Arrival>, cuts: ReadonlyArray<number>, p
     const ms = f.bytes.byteLength / BYTES_PER_MS
     const slot = fresh ? null : end
     const late = slot !== null && f.at > slot
-    const start = slot === null || late ? f.at + playoutDelayMs : slot
-    end = start + ms
+    end = Player.frameStart(end, f.at, playoutDelayMs) + ms
     fresh = false
     return {
       at: f.at,
