@@ -337,24 +337,30 @@ const slowLink = (port: number, bytesPerSecond: number) =>
     ({ server }) => Effect.sync(() => server.close())
   )
 
+/** A simulator whose discovery sends sessions through a link of `bytesPerSecond`, and an unpaced session through it. */
+const throughSlowLink = (bytesPerSecond: number) =>
+  Effect.gen(function* () {
+    const sim = yield* AvatarSimulator.make()
+    const [instance] = sim.instances
+    const proxy = yield* slowLink(instance!.port, bytesPerSecond)
+    yield* sim.setDiscovery({
+      body: {
+        code: 1000,
+        msg: "ok",
+        data: {
+          instances: [{ ip: "127.0.0.1", port: proxy.port, avatar_id: AVATAR, status: "available", healthy: true }]
+        }
+      }
+    })
+    const client = yield* clientFor(sim)
+    const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+    return { sim, session }
+  })
+
 describe("turn-taking on a slow link", () => {
   it.live("what the kernel held back is not heard early: played follows the server, not the writer", () =>
     Effect.gen(function* () {
-      const sim = yield* AvatarSimulator.make()
-      const [instance] = sim.instances
-      const proxy = yield* slowLink(instance!.port, 25_000)
-      // discovery sends the session through the slow link
-      yield* sim.setDiscovery({
-        body: {
-          code: 1000,
-          msg: "ok",
-          data: {
-            instances: [{ ip: "127.0.0.1", port: proxy.port, avatar_id: AVATAR, status: "available", healthy: true }]
-          }
-        }
-      })
-      const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      const { sim, session } = yield* throughSlowLink(25_000)
       const utterance = yield* session.say(Stream.make(pcm(32_000)))
       yield* utterance.written
       const writtenAt = Date.now()
@@ -379,21 +385,8 @@ describe("turn-taking on a slow link", () => {
   it.live("an interrupt behind what the kernel still holds: what it says was heard is what the avatar played", () =>
     Effect.gen(function* () {
       const lag = yield* eventLoopLag
-      const sim = yield* AvatarSimulator.make()
-      const [instance] = sim.instances
       // twice real time: the avatar plays without a gap while the link is still busy
-      const proxy = yield* slowLink(instance!.port, 90_000)
-      yield* sim.setDiscovery({
-        body: {
-          code: 1000,
-          msg: "ok",
-          data: {
-            instances: [{ ip: "127.0.0.1", port: proxy.port, avatar_id: AVATAR, status: "available", healthy: true }]
-          }
-        }
-      })
-      const client = yield* clientFor(sim)
-      const session = yield* client.session({ avatarId: AVATAR, pacing: "none" })
+      const { sim, session } = yield* throughSlowLink(90_000)
       // three seconds, about 130 KB of messages: all written at once, a second and a half to go through
       const utterance = yield* session.say(Stream.make(pcm(96_000)))
       yield* utterance.written
