@@ -195,6 +195,33 @@ describe("the inspector", () => {
     })
   )
 
+  it.scopedLive(
+    "its JSON API lists each connection of a session, and the drop with its close code, after a refused attempt",
+    () =>
+      Effect.gen(function* () {
+        // the first attempt is refused (4004), the second accepted and then dropped (1011), the third takes over
+        const sim = yield* AvatarSimulator.make({
+          apiKey: API_KEY,
+          inspector: true,
+          instances: [{ faults: { tooSoon: 1 } }]
+        })
+        const client = yield* clientFor(sim)
+        const session = yield* client.session({
+          avatarId: AvatarSimulator.DEFAULT_AVATAR_ID,
+          lead: "200 millis",
+          retry: fastRetry(5)
+        })
+        yield* sim.dropAll({ code: 1011 })
+        yield* eventually(session.info, (i) => i.reconnects >= 1 && i.connected)
+        const detail = yield* getJson(`${sim.inspectorUrl}/api/sessions/${encodeURIComponent(session.sessionId)}`)
+        const connections = detail.body.connectionList as Array<{ id: number; refusedWith: number | null }>
+        expect(connections.map((c) => c.refusedWith)).toEqual([4004, null, null])
+        expect(detail.body.dropList).toMatchObject([{ connection: connections[1]!.id, code: 1011 }])
+        expect(detail.body.reconnectList).toMatchObject([{ connection: connections[2]!.id }])
+        expect(detail.body.state).toBe("live")
+      })
+  )
+
   it.scopedLive("is not there unless asked for: /inspector is a 404", () =>
     Effect.gen(function* () {
       const sim = yield* AvatarSimulator.make()

@@ -74,27 +74,32 @@ const bySession = (records: Records.Records): Map<string, Array<Records.Connecti
 
 const round = (n: number) => Math.round(n * 1000) / 1000
 
-const stateOf = (connections: ReadonlyArray<Records.ConnectionRecord>): "live" | "dropped" | "ended" => {
-  if (connections.some((c) => c.isOpen)) return "live"
-  const accepted = connections.filter((c) => c.refusedWith === undefined)
-  return accepted[accepted.length - 1]?.peek().dropped === true ? "dropped" : "ended"
+const stateOf = (records: ReadonlyArray<AvatarSimulator.SessionRecord>): "live" | "dropped" | "ended" => {
+  if (records.some((r) => r.open)) return "live"
+  const accepted = records.filter((r) => r.refusedWith === undefined)
+  return accepted[accepted.length - 1]?.dropped === true ? "dropped" : "ended"
 }
 
-const summary = (sources: Sources, sessionId: string, connections: ReadonlyArray<Records.ConnectionRecord>) => {
-  const records = connections.map((c) => c.peek())
+/** One session's summary; `records` are its connections' records (`peek`), and `segments` its playback. */
+const summary = (
+  sources: Sources,
+  sessionId: string,
+  connections: ReadonlyArray<Records.ConnectionRecord>,
+  records: ReadonlyArray<AvatarSimulator.SessionRecord> = connections.map((c) => c.peek()),
+  segments: ReadonlyArray<AvatarSimulator.PlayedSegment> = sources.players.playback(sessionId)
+) => {
   const accepted = records.filter((r) => r.refusedWith === undefined)
   const commands = records.flatMap((r) => r.commands)
   const setParams = commands.filter((c) => c.cmd === "set-params")
   const last = connections[connections.length - 1]!
   const instance = sources.instances[last.instance]
-  const segments = sources.players.playback(sessionId)
   const audioBytes = records.reduce((n, r) => n + r.audioBytes, 0)
   const frames = records.reduce((n, r) => n + r.frameCount, 0)
   const ended = connections.map((c) => c.endedAt ?? c.openedAt)
   return {
     id: sessionId,
     avatarId: last.avatarId,
-    state: stateOf(connections),
+    state: stateOf(records),
     instance: last.instance,
     connections: connections.length,
     reconnects: Math.max(0, accepted.length - 1),
@@ -201,6 +206,7 @@ export const session = (sources: Sources, sessionId: string) => {
   const connections = bySession(sources.records).get(sessionId)
   if (connections === undefined) return undefined
   const records = connections.map((c) => c.peek())
+  const segments = sources.players.playback(sessionId)
   const answers = new Map(connections.flatMap((c) => c.answered.map((a) => [a.mid, a] as const)))
   const commands = records.flatMap((r) =>
     r.commands.map((c) => ({
@@ -218,7 +224,7 @@ export const session = (sources: Sources, sessionId: string) => {
     .flatMap((r) => r.frames.map((f) => ({ at: f.at, bytes: f.bytes, connection: r.id })))
     .sort((a, b) => a.at - b.at)
   return {
-    ...summary(sources, sessionId, connections),
+    ...summary(sources, sessionId, connections, records, segments),
     now: sources.now(),
     playoutDelayMs: sources.players.playoutDelayMs,
     connectionList: connections.map((c, i) => ({
@@ -234,9 +240,11 @@ export const session = (sources: Sources, sessionId: string) => {
       invalid: records[i]!.invalid
     })),
     commandList: commands,
-    dropList: connections
-      .filter((_, i) => records[i]!.dropped)
-      .map((c) => ({ at: c.endedAt ?? c.openedAt, connection: c.id, code: c.peek().closeCode ?? null })),
+    dropList: connections.flatMap((c, i) =>
+      records[i]!.dropped
+        ? [{ at: c.endedAt ?? c.openedAt, connection: c.id, code: records[i]!.closeCode ?? null }]
+        : []
+    ),
     reconnectList: connections
       .filter((c) => c.refusedWith === undefined)
       .slice(1)
@@ -244,6 +252,6 @@ export const session = (sources: Sources, sessionId: string) => {
     interrupts,
     frameList: timing(arrivals, interrupts, sources.players.playoutDelayMs),
     waveform: peaks(arrivals),
-    segments: sources.players.playback(sessionId)
+    segments
   }
 }
